@@ -1,0 +1,117 @@
+"""The ``lora-teach`` command: ``experiment``, ``bench``, ``doctor``, ``student-edition``, ``build-site``.
+
+Each subcommand lives in its own module, which provides ``add_arguments(parser)``
+and ``run(args) -> int``; it is imported only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {  # name -> (module, one-line help)
+    "experiment": (
+        "lora_teach.cli",
+        "train DigitsNet, fine-tune it with LoRA on the weak digits, print before/after",
+    ),
+    "bench": ("lora_teach.bench", "measure speed and memory side by side, print a table (or --json)"),
+    "doctor": ("lora_teach.doctor", "check versions, the device and the data, each with OK or a fix"),
+    "student-edition": ("lora_teach.editions", "write the notebooks with the solutions taken out"),
+    "build-site": ("lora_teach.site", "write the course as a static HTML site"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``lora-teach experiment`` (defaults: the seed's settings)."""
+    parser.add_argument(
+        "--variant",
+        choices=["original", "corrected"],
+        default="original",
+        help="DigitsNet as in the seed (one ReLU on the logits) or corrected (default: original)",
+    )
+    parser.add_argument("--method", choices=["parametrize", "wrapper"], default="parametrize")
+    parser.add_argument("--rank", "-r", type=int, default=2, help="LoRA rank r (default: 2)")
+    parser.add_argument(
+        "--alpha", type=float, default=1.0, help="lora_alpha; scaling = alpha / r (default: 1)"
+    )
+    parser.add_argument("--digits", default="2,3,5,8,9", help="digits to fine-tune on (default: 2,3,5,8,9)")
+    parser.add_argument("--iterations", type=int, default=200, help="fine-tuning steps (default: 200)")
+    parser.add_argument(
+        "--bias",
+        choices=["none", "all", "lora_only"],
+        default="none",
+        help="which biases train with LoRA (the seed's wrapper run used 'all')",
+    )
+    parser.add_argument("--init", choices=["gaussian", "kaiming"], default="gaussian")
+    parser.add_argument("--rslora", action="store_true", help="scale by alpha / sqrt(r)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lora_teach.experiment import run_experiment
+
+    try:
+        digits = [int(d) for d in args.digits.split(",") if d.strip()]
+    except ValueError:
+        print(
+            f"--digits must be a comma-separated list such as 2,3,5,8,9, got {args.digits!r}", file=sys.stderr
+        )
+        return 2
+    try:
+        result = run_experiment(
+            variant=args.variant,
+            method=args.method,
+            r=args.rank,
+            lora_alpha=args.alpha,
+            digits=digits,
+            num_steps=args.iterations,
+            bias=args.bias,
+            seed=args.seed,
+            progress=not args.no_progress,
+            init=args.init,
+            use_rslora=args.rslora,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    before, after = result.before, result.after
+    print(
+        f"\nDigitsNet ({args.variant}), LoRA by {args.method}, r={args.rank}, alpha={args.alpha:g}, "
+        f"{args.iterations} steps on digits {','.join(map(str, digits))}, seed {args.seed}"
+    )
+    print(
+        f"trainable parameters: full model {result.trainable_full:,} | LoRA {result.trainable_lora:,} "
+        f"| LoRA + all biases {result.trainable_lora_and_biases:,}"
+    )
+    print(f"\n{'digit':>5}  {'wrong before':>12}  {'wrong after':>11}  {'change':>6}")
+    for d in range(10):
+        mark = " *" if d in digits else ""
+        wb, wa = before.wrong_counts[d], after.wrong_counts[d]
+        print(f"{d:>5}  {wb:>12,}  {wa:>11,}  {wa - wb:>+6,}{mark}")
+    print(f"{'all':>5}  {before.total - before.correct:>12,}  {after.total - after.correct:>11,}")
+    print(
+        f"\naccuracy: {100 * before.accuracy:.1f} % before, {100 * after.accuracy:.1f} % after  "
+        f"(* = fine-tuned digits: {100 * before.accuracy_on(digits):.1f} % -> {100 * after.accuracy_on(digits):.1f} %)"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="lora-teach", description="LoRA from first principles: course tools"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(module=module)
+        if argv[:1] == [name]:  # import only the chosen subcommand's module
+            importlib.import_module(module).add_arguments(command)
+    args = parser.parse_args(argv)
+    return importlib.import_module(args.module).run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
