@@ -1,0 +1,122 @@
+"""``lora-teach doctor``: check Python, the packages, the device and the data, each with OK or a fix."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+from dataclasses import dataclass
+
+MIN_PYTHON = (3, 10)
+# (import name, pip name, essential?): everything a notebook imports is essential; nbval only runs the tests.
+PACKAGES = [
+    ("torch", "torch", True),
+    ("torchvision", "torchvision", True),
+    ("jupyterlab", "jupyterlab", True),
+    ("matplotlib", "matplotlib", True),
+    ("tqdm", "tqdm", True),
+    ("nbval", "nbval", False),
+]
+INSTALL_FIX = 'install the course into your environment: pip install -e ".[test]" (from the course folder)'
+
+
+@dataclass
+class DoctorRow:
+    """One line of the report: what was checked, what was found, and the fix when it is not OK."""
+
+    name: str
+    value: str
+    ok: bool
+    fix: str = ""
+    essential: bool = True
+
+    @property
+    def status(self) -> str:
+        """ "OK", "FAIL" (essential) or "WARN" (optional)."""
+        if self.ok:
+            return "OK"
+        return "FAIL" if self.essential else "WARN"
+
+
+def _python_row() -> DoctorRow:
+    version = platform.python_version()
+    ok = sys.version_info[:2] >= MIN_PYTHON
+    need = ".".join(map(str, MIN_PYTHON))
+    return DoctorRow("python", version, ok, "" if ok else f"use Python {need} or newer")
+
+
+def _package_row(module: str, pip_name: str, essential: bool) -> DoctorRow:
+    try:
+        imported = importlib.import_module(module)
+    except Exception as error:  # noqa: BLE001 - a broken install is reported, whatever the cause
+        fix = f"pip install {pip_name}, or {INSTALL_FIX}"
+        return DoctorRow(module, f"not importable ({type(error).__name__}: {error})", False, fix, essential)
+    return DoctorRow(module, str(getattr(imported, "__version__", "installed")), True, "", essential)
+
+
+def _device_row() -> DoctorRow:
+    try:
+        from lora_teach.train import get_device
+
+        device = get_device()
+    except Exception as error:  # noqa: BLE001
+        return DoctorRow("device", f"unknown ({type(error).__name__}: {error})", False, INSTALL_FIX)
+    notes = {
+        "cuda": "an NVIDIA GPU",
+        "mps": "Apple silicon GPU",
+        "cpu": "no GPU found; every notebook runs on the CPU in minutes",
+    }
+    return DoctorRow("device", f"{device.type} ({notes.get(device.type, device.type)})", True)
+
+
+def _data_row() -> DoctorRow:
+    try:
+        from lora_teach.data import DataError, ensure_mnist
+    except Exception as error:  # noqa: BLE001
+        return DoctorRow("data", f"cannot check ({type(error).__name__}: {error})", False, INSTALL_FIX)
+    try:
+        raw = ensure_mnist(download=False)
+    except DataError as error:
+        message = str(error)
+        problem, _, fix = message.partition(" Fix: ")
+        return DoctorRow("data", problem, False, fix.rstrip(".") or "see data/README.md")
+    return DoctorRow("data", f"MNIST in {raw} (4 files, MD5 sums match)", True)
+
+
+def doctor_report() -> list[DoctorRow]:
+    """Check Python, the packages, the device and the MNIST files; one row each."""
+    rows = [_python_row()]
+    rows += [_package_row(module, pip_name, essential) for module, pip_name, essential in PACKAGES]
+    rows += [_device_row(), _data_row()]
+    return rows
+
+
+def format_report(rows: list[DoctorRow]) -> str:
+    """The report as aligned text, a fix under each row that is not OK, and a verdict."""
+    width = max(len(row.name) for row in rows)
+    lines = []
+    for row in rows:
+        lines.append(f"{row.status:<4}  {row.name:<{width}}  {row.value}")
+        if row.fix:
+            lines.append(f"{'':<4}  {'':<{width}}  fix: {row.fix}")
+    failed = [row.name for row in rows if row.status == "FAIL"]
+    warned = [row.name for row in rows if row.status == "WARN"]
+    if failed:
+        lines.append(f"Not ready: fix {', '.join(failed)} (see above).")
+    elif warned:
+        lines.append(f"Ready for the notebooks ({', '.join(warned)} is only needed to run the tests).")
+    else:
+        lines.append("All good: you are ready for the course.")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``lora-teach doctor`` takes no options."""
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the report; exit status 1 when an essential check fails."""
+    rows = doctor_report()
+    print(format_report(rows))
+    return 1 if any(row.status == "FAIL" for row in rows) else 0

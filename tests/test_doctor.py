@@ -1,0 +1,89 @@
+"""lora-teach doctor: one row per check, OK or a fix, and a non-zero exit when something essential fails."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import pytest
+
+from lora_teach import cli, doctor
+from lora_teach.data import FILES, data_root
+
+
+def _by_name(rows):
+    return {row.name: row for row in rows}
+
+
+def test_report_covers_python_packages_device_and_data():
+    rows = _by_name(doctor.doctor_report())
+    expected = {
+        "python",
+        "torch",
+        "torchvision",
+        "jupyterlab",
+        "matplotlib",
+        "tqdm",
+        "nbval",
+        "device",
+        "data",
+    }
+    assert expected <= set(rows)
+    assert all(row.ok for row in rows.values()), [r for r in rows.values() if not r.ok]
+    assert rows["device"].value.split()[0] in {"cpu", "cuda", "mps"}
+
+
+def test_cli_doctor_prints_ok_and_exits_zero(capsys):
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "OK    torch" in out
+    assert "ready for the course" in out
+
+
+def test_missing_data_fails_with_a_fix_and_non_zero_exit(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LORA_TEACH_DATA", str(tmp_path))
+    data = _by_name(doctor.doctor_report())["data"]
+    assert data.status == "FAIL"
+    assert "git checkout -- data/MNIST/raw" in data.fix
+    assert cli.main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  data" in out and "fix:" in out and "Not ready: fix data" in out
+
+
+def test_corrupt_data_file_is_reported(tmp_path, monkeypatch):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    source = data_root() / "MNIST" / "raw"
+    for name in FILES:
+        shutil.copy(source / f"{name}.gz", raw / f"{name}.gz")
+    with gzip.open(raw / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(b"\x00" * 10_008)  # right size, wrong bytes
+    monkeypatch.setenv("LORA_TEACH_DATA", str(tmp_path))
+    data = _by_name(doctor.doctor_report())["data"]
+    assert data.status == "FAIL"
+    assert "corrupt" in data.value and "t10k-labels" in data.value
+
+
+def test_missing_optional_package_warns_but_essential_one_fails(monkeypatch):
+    real_import = doctor.importlib.import_module
+
+    def fake_import(name, *args):
+        if name in {"nbval", "tqdm"}:
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(doctor.importlib, "import_module", fake_import)
+    rows = _by_name(doctor.doctor_report())
+    assert rows["nbval"].status == "WARN"
+    assert rows["tqdm"].status == "FAIL"
+    assert "pip install tqdm" in rows["tqdm"].fix
+    text = doctor.format_report(list(rows.values()))
+    assert "Not ready: fix tqdm" in text
+
+
+@pytest.mark.parametrize("version, ok", [((3, 9), False), ((3, 12), True)])
+def test_python_version_check(monkeypatch, version, ok):
+    monkeypatch.setattr(doctor.sys, "version_info", (*version, 0, "final", 0))
+    row = doctor._python_row()
+    assert row.ok is ok
+    assert ("3.10 or newer" in row.fix) is not ok
