@@ -139,6 +139,11 @@ class Question:
         """Print a reference solution."""
         print(f"Solution ({self.name}):\n{self._solution}")
 
+    @property
+    def answer(self) -> str:
+        """The reference solution as text (for the instructor guide)."""
+        return self._solution
+
     def __repr__(self) -> str:
         return f"<exercise {self.name}: .check(...), .hint(), .solution()>"
 
