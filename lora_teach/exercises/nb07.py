@@ -1,0 +1,124 @@
+"""Exercises for notebook 07, adapters in practice: adapter size, reading an adapter's ranks,
+and combining two adapters as one low-rank product."""
+
+from __future__ import annotations
+
+import torch
+
+from lora_teach.exercises import Incorrect, Question, call_student, expect_equal
+
+DIGITSNET_LAYERS = {"linear1": (784, 256), "linear2": (256, 128), "linear3": (128, 10)}  # (in, out)
+
+
+def _check_adapter_size(adapter_floats, adapter_bytes) -> str:
+    r = 8
+    floats = sum(r * (n_in + n_out) for n_in, n_out in DIGITSNET_LAYERS.values())
+    if adapter_floats == sum(n_in * n_out for n_in, n_out in DIGITSNET_LAYERS.values()):
+        raise Incorrect("`adapter_floats` counts the full weight matrices; count only lora_A and lora_B")
+    expect_equal("adapter_floats", adapter_floats, floats, "(r = 8 on linear1, linear2 and linear3)")
+    if adapter_bytes == floats:
+        raise Incorrect("`adapter_bytes` equals the number of floats; each float32 takes 4 bytes")
+    expect_equal("adapter_bytes", adapter_bytes, 4 * floats, "(float32)")
+    return f"{floats:,} numbers, {4 * floats / 1000:.1f} KB before file overhead"
+
+
+q1 = Question(
+    "q1 adapter size",
+    _check_adapter_size,
+    hints=[
+        "A layer with weight (out, in) gets lora_A of shape (r, in) and lora_B of shape (out, r).",
+        "Per layer that is r * (in + out) numbers; add the three layers of DigitsNet "
+        "(784 -> 256 -> 128 -> 10), then multiply by 4 bytes per float32.",
+    ],
+    solution=(
+        "r = 8\n"
+        "adapter_floats = r * (784 + 256) + r * (256 + 128) + r * (128 + 10)\n"
+        "adapter_bytes = 4 * adapter_floats"
+    ),
+)
+
+
+def _example_state(ranks: dict[str, int]) -> dict[str, torch.Tensor]:
+    state = {}
+    for name, r in ranks.items():
+        n_in, n_out = DIGITSNET_LAYERS[name]
+        state[f"{name}.lora_A"] = torch.zeros(r, n_in)
+        state[f"{name}.lora_B"] = torch.zeros(n_out, r)
+        state[f"{name}.scaling"] = torch.tensor(1.0 / r)
+    return state
+
+
+def _check_adapter_ranks(adapter_ranks) -> None:
+    for ranks in ({"linear1": 4, "linear2": 4, "linear3": 4}, {"linear1": 2, "linear3": 8}):
+        state = _example_state(ranks)
+        got = call_student(adapter_ranks, state, name="adapter_ranks")
+        if not isinstance(got, dict):
+            raise Incorrect(f"`adapter_ranks(state)` should return a dict, got {type(got).__name__}")
+        if any(isinstance(v, torch.Tensor) for v in got.values()):
+            got = {k: int(v) for k, v in got.items()}
+        if set(got) != set(ranks):
+            raise Incorrect(
+                f"`adapter_ranks(state)` should have one key per adapted layer {sorted(ranks)}, "
+                f"got {sorted(got)} (strip the '.lora_A' suffix from the key)"
+            )
+        wrong_dim = {name: DIGITSNET_LAYERS[name][0] for name in ranks}
+        if got == wrong_dim:
+            raise Incorrect("`adapter_ranks(state)` returned in_features; r is the first dimension of lora_A")
+        expect_equal("adapter_ranks(state)", got, ranks, f"for an adapter with ranks {ranks}")
+
+
+q2 = Question(
+    "q2 read the rank of each layer from an adapter",
+    _check_adapter_ranks,
+    hints=[
+        "lora_A has shape (r, in_features): its first dimension is the rank.",
+        "Loop over state.items(), keep the keys ending in '.lora_A', and map "
+        "key.removesuffix('.lora_A') to value.shape[0].",
+    ],
+    solution=(
+        "def adapter_ranks(state):\n"
+        "    return {key.removesuffix('.lora_A'): value.shape[0]\n"
+        "            for key, value in state.items() if key.endswith('.lora_A')}"
+    ),
+)
+
+
+def _check_combine_factors(combine_factors) -> str:
+    generator = torch.Generator().manual_seed(7)
+    B1, A1 = torch.randn(5, 2, generator=generator), torch.randn(2, 6, generator=generator)
+    B2, A2 = torch.randn(5, 3, generator=generator), torch.randn(3, 6, generator=generator)
+    w1, w2 = 0.7, -1.5
+    got = call_student(combine_factors, B1, A1, B2, A2, w1, w2, name="combine_factors")
+    if not isinstance(got, tuple) or len(got) != 2:
+        raise Incorrect("`combine_factors(...)` should return a pair (B, A)")
+    B, A = got
+    if tuple(B.shape) != (5, 5) or tuple(A.shape) != (5, 6):
+        raise Incorrect(
+            f"`combine_factors(...)` with ranks 2 and 3 should give B of shape (5, 5) and A of shape (5, 6), "
+            f"got {tuple(B.shape)} and {tuple(A.shape)}; stack B side by side (dim=1), A on top (dim=0)"
+        )
+    expected = w1 * B1 @ A1 + w2 * B2 @ A2
+    if torch.allclose(B @ A, B1 @ A1 + B2 @ A2, atol=1e-5):
+        raise Incorrect("`combine_factors(...)`: B @ A ignores the weights w1 and w2")
+    if not torch.allclose(B @ A, expected, atol=1e-5):
+        raise Incorrect("`combine_factors(...)`: B @ A should equal w1 * B1 @ A1 + w2 * B2 @ A2")
+    return "the weighted sum of two rank-2 and rank-3 updates is one adapter of rank at most 5"
+
+
+q3 = Question(
+    "q3 two adapters as one",
+    _check_combine_factors,
+    hints=[
+        "A block product: [B1 B2] @ [[A1], [A2]] = B1 @ A1 + B2 @ A2.",
+        "Put the weights on one side: B = torch.cat([w1 * B1, w2 * B2], dim=1), "
+        "A = torch.cat([A1, A2], dim=0).",
+    ],
+    solution=(
+        "def combine_factors(B1, A1, B2, A2, w1, w2):\n"
+        "    B = torch.cat([w1 * B1, w2 * B2], dim=1)  # (out, r1 + r2)\n"
+        "    A = torch.cat([A1, A2], dim=0)  # (r1 + r2, in)\n"
+        "    return B, A"
+    ),
+)
+
+__all__ = ["q1", "q2", "q3"]
