@@ -1,0 +1,189 @@
+"""Exercises for notebook 03, the DigitsNet baseline: label counts, a parameter count,
+the weakest digits, and collapsing the seed's three Linear layers into one."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lora_teach.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.models import DigitsNet
+
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def _as_int_list(name: str, value: object) -> list[int]:
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point():
+            raise Incorrect(f"`{name}` should hold whole counts, got a float tensor: {value.tolist()}")
+        value = value.tolist()
+    try:
+        items = list(value)
+    except TypeError as error:
+        raise Incorrect(
+            f"`{name}` should be a list or tensor of 10 counts, got {type(value).__name__}"
+        ) from error
+    if any(isinstance(v, float) and not float(v).is_integer() for v in items):
+        raise Incorrect(f"`{name}` should hold whole counts, not fractions: {items}")
+    return [int(v) for v in items]
+
+
+# q1: images per digit in the training set ------------------------------------------------
+
+
+def _check_counts(train_counts: object) -> str:
+    counts = _as_int_list("train_counts", train_counts)
+    if len(counts) != 10:
+        raise Incorrect(f"`train_counts` should have one entry per digit 0-9 (10 entries), got {len(counts)}")
+    if counts == TEST_COUNTS:
+        raise Incorrect("`train_counts` holds the test set's counts; count the training labels `y_train`")
+    if sum(counts) != 60_000:
+        raise Incorrect(
+            f"`train_counts` should add up to the 60,000 training images, but it adds up to {sum(counts):,}"
+        )
+    expect_equal("train_counts", counts, TRAIN_COUNTS)
+    return f"the smallest class, 5, has {counts[5]:,} images and the largest, 1, has {counts[1]:,}"
+
+
+q1 = Question(
+    "q1: images per digit",
+    _check_counts,
+    hints=[
+        "Each entry of `y_train` is a digit 0-9; count how often each value occurs.",
+        "`torch.bincount(y_train, minlength=10)` counts every value from 0 to 9 in one call.",
+    ],
+    solution="train_counts = torch.bincount(y_train, minlength=10)",
+)
+
+
+# q2: DigitsNet's parameter count by hand ---------------------------------------------------
+
+
+def _check_parameter_count(num_parameters: object) -> str:
+    if isinstance(num_parameters, torch.Tensor):
+        num_parameters = num_parameters.item()
+    if not isinstance(num_parameters, int) or isinstance(num_parameters, bool):
+        raise Incorrect(f"`num_parameters` should be a whole number, got {num_parameters!r}")
+    weights_only = 784 * 256 + 256 * 128 + 128 * 10
+    if num_parameters == weights_only:
+        raise Incorrect(
+            f"`num_parameters` = {weights_only:,} counts the weights only; each Linear layer also has a bias"
+        )
+    if num_parameters == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10:
+        raise Incorrect("`num_parameters` is missing the last layer's bias (10 values)")
+    expect_equal("num_parameters", num_parameters, 235_146)
+    return "235,146, the number the tutorial printed"
+
+
+q2 = Question(
+    "q2: parameters of DigitsNet",
+    _check_parameter_count,
+    hints=[
+        "A Linear layer from n inputs to m outputs has an (m, n) weight matrix and m biases.",
+        "Add up 784 * 256 + 256, then 256 * 128 + 128, then 128 * 10 + 10.",
+    ],
+    solution="num_parameters = (784 * 256 + 256) + (256 * 128 + 128) + (128 * 10 + 10)",
+)
+
+
+# q3: the weakest digits, by error rate -------------------------------------------------------
+
+_WRONG = [30, 12, 150, 120, 70, 60, 98, 95, 180, 150]  # raw counts and rates pick different digits
+_TOTALS = [980, 1135, 1032, 1010, 982, 400, 958, 1028, 974, 1009]
+
+
+def _reference_weakest(wrong_counts: list[int], digit_totals: list[int], k: int) -> list[int]:
+    rates = torch.tensor(wrong_counts, dtype=torch.float64) / torch.tensor(digit_totals, dtype=torch.float64)
+    return sorted(torch.argsort(rates, descending=True, stable=True)[:k].tolist())
+
+
+def _check_weakest(weakest_digits: object) -> None:
+    got = call_student(weakest_digits, _WRONG, _TOTALS, 5, name="weakest_digits")
+    got = _as_int_list("weakest_digits(...)", got)
+    by_count = sorted(torch.argsort(torch.tensor(_WRONG), descending=True, stable=True)[:5].tolist())
+    expected = _reference_weakest(_WRONG, _TOTALS, 5)
+    if len(got) != 5:
+        raise Incorrect(f"`weakest_digits(wrong_counts, digit_totals, 5)` should return 5 digits, got {got}")
+    if sorted(got) == by_count and by_count != expected:
+        raise Incorrect(
+            "`weakest_digits` ranks by raw wrong counts; divide by `digit_totals` first, "
+            "since some digits have more test images than others"
+        )
+    if sorted(got) != expected:
+        raise Incorrect(f"`weakest_digits(wrong_counts, digit_totals, 5)` should give {expected}, got {got}")
+    if got != expected:
+        raise Incorrect(f"`weakest_digits` found the right digits but should return them sorted: {expected}")
+    for k in (1, 3):
+        expect_equal(
+            "weakest_digits",
+            _as_int_list("weakest_digits(...)", call_student(weakest_digits, _WRONG, _TOTALS, k)),
+            _reference_weakest(_WRONG, _TOTALS, k),
+            context=f"with k={k}",
+        )
+
+
+q3 = Question(
+    "q3: the weakest digits",
+    _check_weakest,
+    hints=[
+        "A digit with more test images can have more mistakes and still be better; compare error rates.",
+        "rates = torch.tensor(wrong_counts) / torch.tensor(digit_totals); take the k largest with "
+        "torch.argsort(rates, descending=True)[:k], then sort the digits.",
+    ],
+    solution=(
+        "def weakest_digits(wrong_counts, digit_totals, k=5):\n"
+        "    rates = torch.tensor(wrong_counts, dtype=torch.float64) / torch.tensor(digit_totals)\n"
+        "    return sorted(torch.argsort(rates, descending=True)[:k].tolist())"
+    ),
+)
+
+
+# q4: three Linear layers without a nonlinearity are one Linear layer ---------------------------
+
+
+def collapse_reference(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one linear map of the seed's DigitsNet: W (10, 784), b (10,) with
+    linear3(linear2(linear1(x))) == x @ W.T + b."""
+    w1, w2, w3 = model.linear1.weight, model.linear2.weight, model.linear3.weight
+    b1, b2, b3 = model.linear1.bias, model.linear2.bias, model.linear3.bias
+    return w3 @ w2 @ w1, w3 @ (w2 @ b1 + b2) + b3
+
+
+def _check_collapse(collapse: object) -> str:
+    torch.manual_seed(3)
+    model = DigitsNet("original")
+    with torch.no_grad():
+        got = call_student(collapse, model, name="collapse")
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            raise Incorrect(f"`collapse(model)` should return a pair (W, b), got {type(got).__name__}")
+        W, b = got
+        expected_W, expected_b = collapse_reference(model)
+        expect_close("W", W, expected_W, rtol=1e-4, atol=1e-5, context="(the product of the three weights)")
+        last_bias = model.linear3.bias.double()
+        if torch.as_tensor(b).shape == (10,) and torch.allclose(torch.as_tensor(b).double(), last_bias):
+            raise Incorrect(
+                "`b` is only the last layer's bias; the first two biases also pass through the later weights"
+            )
+        expect_close(
+            "b", b, expected_b, rtol=1e-4, atol=1e-5, context="(the biases carried through the layers)"
+        )
+    return "the seed's network is one (10, 784) linear map and a ReLU"
+
+
+q4 = Question(
+    "q4: collapse the seed's network",
+    _check_collapse,
+    hints=[
+        "Write linear3(linear2(linear1(x))) out: W3 (W2 (W1 x + b1) + b2) + b3, and multiply the brackets out.",
+        "W = W3 @ W2 @ W1 has shape (10, 784); b = W3 @ (W2 @ b1 + b2) + b3.",
+    ],
+    solution=(
+        "def collapse(model):\n"
+        "    W1, W2, W3 = model.linear1.weight, model.linear2.weight, model.linear3.weight\n"
+        "    b1, b2, b3 = model.linear1.bias, model.linear2.bias, model.linear3.bias\n"
+        "    return W3 @ W2 @ W1, W3 @ (W2 @ b1 + b2) + b3"
+    ),
+)
+
+__all__ = ["collapse_reference", "q1", "q2", "q3", "q4"]
