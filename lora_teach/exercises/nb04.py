@@ -1,0 +1,135 @@
+"""Exercises for notebook 04, LoRA with torch.nn.utils.parametrize."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from lora_teach.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+
+# q1 --------------------------------------------------------------------------------
+
+
+def _check_q1(lora_param_count: Callable[[int, int, int], int]) -> str:
+    cases = [(784, 256, 2, 2080), (256, 128, 2, 768), (128, 10, 2, 276), (100, 100, 5, 1000), (7, 3, 1, 10)]
+    for in_features, out_features, r, expected in cases:
+        got = call_student(lora_param_count, in_features, out_features, r, name="lora_param_count")
+        expect_equal(
+            "lora_param_count",
+            got,
+            expected,
+            context=f"for in_features={in_features}, out_features={out_features}, r={r}",
+        )
+    return "A is (r, in) and B is (out, r), so a layer adds r * (in + out) parameters."
+
+
+q1 = Question(
+    "nb04.q1",
+    _check_q1,
+    hints=[
+        "Write down the shapes of lora_A and lora_B for a layer with weight (out, in).",
+        "lora_A has r * in_features entries and lora_B has out_features * r entries; add them.",
+    ],
+    solution=(
+        "def lora_param_count(in_features, out_features, r):\n"
+        "    return r * in_features + out_features * r  # = r * (in + out)"
+    ),
+)
+
+# q2 --------------------------------------------------------------------------------
+
+
+def _check_q2(lora_weight: Callable) -> str:
+    generator = torch.Generator().manual_seed(4)
+    out_features, in_features, r, scaling = 5, 7, 2, 0.5
+    weight = torch.randn(out_features, in_features, generator=generator)
+    lora_A = torch.randn(r, in_features, generator=generator)
+    lora_B = torch.randn(out_features, r, generator=generator)
+    got = call_student(lora_weight, weight, lora_A, lora_B, scaling, name="lora_weight")
+    if not isinstance(got, torch.Tensor):
+        raise Incorrect(f"`lora_weight` should return a tensor, got {type(got).__name__}")
+    expected = weight + scaling * lora_B @ lora_A
+    if tuple(got.shape) == (in_features, out_features):
+        raise Incorrect("`lora_weight` returns shape (in, out): the weight of nn.Linear is (out, in)")
+    if got.shape == expected.shape and torch.allclose(got, weight + lora_B @ lora_A):
+        raise Incorrect("`lora_weight` forgets the scaling: multiply B @ A by `scaling`")
+    if got.shape == expected.shape and torch.allclose(got, scaling * lora_B @ lora_A):
+        raise Incorrect("`lora_weight` returns only the update; add the frozen weight W as well")
+    expect_close("lora_weight", got, expected, context="for a random (5, 7) weight with r=2, scaling=0.5")
+    return "this is exactly what a LoRA parametrization's forward(W) returns."
+
+
+q2 = Question(
+    "nb04.q2",
+    _check_q2,
+    hints=[
+        "lora_B is (out, r) and lora_A is (r, in): which order of the product gives (out, in)?",
+        "The new weight is the old one plus the scaled low-rank update: W + scaling * (B @ A).",
+    ],
+    solution=(
+        "def lora_weight(weight, lora_A, lora_B, scaling):\n    return weight + scaling * (lora_B @ lora_A)"
+    ),
+)
+
+# q3 --------------------------------------------------------------------------------
+
+
+class _Factors(nn.Module):
+    """A minimal LoRA parametrization for the check (same names as the package's)."""
+
+    def __init__(self, in_features: int, out_features: int, r: int) -> None:
+        super().__init__()
+        self.lora_A = nn.Parameter(torch.randn(r, in_features))
+        self.lora_B = nn.Parameter(torch.zeros(out_features, r))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + self.lora_B @ self.lora_A
+
+
+def _parametrized_mlp() -> nn.Module:
+    model = nn.Sequential(nn.Linear(784, 256), nn.Linear(256, 128), nn.Linear(128, 10))
+    for layer in model:
+        parametrize.register_parametrization(
+            layer, "weight", _Factors(layer.in_features, layer.out_features, 2)
+        )
+    return model
+
+
+def _check_q3(freeze_all_but_lora: Callable[[nn.Module], None]) -> str:
+    model = _parametrized_mlp()
+    call_student(freeze_all_but_lora, model, name="freeze_all_but_lora")
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    lora = {name for name, _ in model.named_parameters() if name.rpartition(".")[2] in ("lora_A", "lora_B")}
+    if trainable == {name for name, _ in model.named_parameters()}:
+        raise Incorrect("`freeze_all_but_lora` left every parameter trainable; set requires_grad to False")
+    if lora - trainable:
+        raise Incorrect(f"`freeze_all_but_lora` froze LoRA factors too: {sorted(lora - trainable)}")
+    extra = sorted(trainable - lora)
+    if extra:
+        raise Incorrect(
+            f"`freeze_all_but_lora` leaves {len(extra)} other tensors trainable, e.g. {extra[0]!r}; "
+            "freeze the biases and the original weights as well"
+        )
+    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return f"{count:,} trainable parameters, the LoRA factors alone."
+
+
+q3 = Question(
+    "nb04.q3",
+    _check_q3,
+    hints=[
+        "Loop over model.named_parameters() and decide from each name whether it is a LoRA factor.",
+        "The last part of the name (name.rpartition('.')[2]) is 'lora_A' or 'lora_B' for the factors; "
+        "call param.requires_grad_(...) with True for those and False for everything else.",
+    ],
+    solution=(
+        "def freeze_all_but_lora(model):\n"
+        "    for name, param in model.named_parameters():\n"
+        "        param.requires_grad_(name.rpartition('.')[2] in ('lora_A', 'lora_B'))"
+    ),
+)
+
+__all__ = ["q1", "q2", "q3"]

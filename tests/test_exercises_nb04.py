@@ -1,0 +1,97 @@
+"""The nb04 exercises: reference answers pass, typical mistakes fail by name, placeholders are not attempted."""
+
+import torch
+
+from lora_teach.exercises import ____, nb04
+
+
+def lora_param_count(in_features, out_features, r):
+    return r * (in_features + out_features)
+
+
+def lora_weight(weight, lora_A, lora_B, scaling):
+    return weight + scaling * (lora_B @ lora_A)
+
+
+def freeze_all_but_lora(model):
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.rpartition(".")[2] in ("lora_A", "lora_B"))
+
+
+def not_done(*args):
+    raise NotImplementedError
+
+
+def test_reference_answers_pass(capsys):
+    assert nb04.q1.check(lora_param_count)
+    assert nb04.q2.check(lora_weight)
+    assert nb04.q3.check(freeze_all_but_lora)
+    assert capsys.readouterr().out.count("Correct") == 3
+
+
+def test_placeholders_are_not_attempted(capsys):
+    for question in (nb04.q1, nb04.q2, nb04.q3):
+        assert not question.check(____)
+        assert not question.check(not_done)
+    assert capsys.readouterr().out.count("Not attempted yet") == 6
+
+
+def test_q1_counting_only_one_side_fails(capsys):
+    assert not nb04.q1.check(lambda in_features, out_features, r: r * in_features)
+    assert "`lora_param_count`" in capsys.readouterr().out
+
+
+def test_q1_counting_the_full_matrix_fails(capsys):
+    assert not nb04.q1.check(lambda in_features, out_features, r: in_features * out_features)
+    assert "`lora_param_count`" in capsys.readouterr().out
+
+
+def test_q2_without_scaling_fails(capsys):
+    assert not nb04.q2.check(lambda weight, lora_A, lora_B, scaling: weight + lora_B @ lora_A)
+    out = capsys.readouterr().out
+    assert "`lora_weight`" in out and "scaling" in out
+
+
+def test_q2_update_only_fails(capsys):
+    assert not nb04.q2.check(lambda weight, lora_A, lora_B, scaling: scaling * lora_B @ lora_A)
+    assert "frozen weight" in capsys.readouterr().out
+
+
+def test_q2_wrong_product_order_fails_kindly(capsys):
+    assert not nb04.q2.check(lambda weight, lora_A, lora_B, scaling: weight + scaling * lora_A @ lora_B)
+    out = capsys.readouterr().out
+    assert out.startswith("Incorrect") and "lora_weight" in out
+
+
+def test_q3_seed_style_freeze_with_trainable_biases_fails(capsys):
+    def freeze_weights_only(model):
+        for name, param in model.named_parameters():
+            if name.endswith("original"):
+                param.requires_grad_(False)
+
+    assert not nb04.q3.check(freeze_weights_only)
+    out = capsys.readouterr().out
+    assert "`freeze_all_but_lora`" in out and "bias" in out
+
+
+def test_q3_freezing_everything_fails(capsys):
+    def freeze_everything(model):
+        for param in model.parameters():
+            param.requires_grad_(False)
+
+    assert not nb04.q3.check(freeze_everything)
+    assert "froze LoRA factors" in capsys.readouterr().out
+
+
+def test_q3_doing_nothing_fails(capsys):
+    assert not nb04.q3.check(lambda model: None)
+    assert "every parameter trainable" in capsys.readouterr().out
+
+
+def test_hints_and_solution_print(capsys):
+    nb04.q1.hint()
+    nb04.q2.hint(2)
+    nb04.q3.solution()
+    out = capsys.readouterr().out
+    assert "Hint 1 of 2" in out and "Hint 2 of 2" in out and "requires_grad_" in out
+    torch.manual_seed(0)
