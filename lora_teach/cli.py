@@ -1,4 +1,5 @@
-"""The ``lora-teach`` command: ``experiment``, ``bench``, ``doctor``, ``student-edition``, ``build-site``.
+"""The ``lora-teach`` command: ``experiment``, ``bench``, ``doctor``, ``student-edition``,
+``instructor-guide``, ``build-site``.
 
 Each subcommand lives in its own module, which provides ``add_arguments(parser)``
 and ``run(args) -> int``; it is imported only when used.
@@ -18,6 +19,7 @@ COMMANDS = {  # name -> (module, one-line help)
     "bench": ("lora_teach.bench", "measure speed and memory side by side, print a table (or --json)"),
     "doctor": ("lora_teach.doctor", "check versions, the device and the data, each with OK or a fix"),
     "student-edition": ("lora_teach.editions", "write the notebooks with the solutions taken out"),
+    "instructor-guide": ("lora_teach.editions", "write the instructor guide (goals, run times, answers)"),
     "build-site": ("lora_teach.site", "write the course as a static HTML site"),
 }
 

@@ -1,0 +1,259 @@
+"""The student edition (solutions taken out) and the instructor guide, both made from the notebooks.
+
+``lora-teach student-edition OUT_DIR`` and ``lora-teach instructor-guide OUT_FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import datetime as dt
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+PLACEHOLDER_IMPORT = "from lora_teach.exercises import ____"
+NOT_IMPLEMENTED = 'raise NotImplementedError("your code here")'
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+class SolutionBlockError(ValueError):
+    """A solution block the student edition cannot turn into a placeholder."""
+
+
+def _assigned_names(block: str, where: str) -> list[str]:
+    """Names a top-level block assigns (``a = ...``, ``a, b = ...``, ``a += ...``, ``def a``), in order."""
+    try:
+        tree = ast.parse(block)
+    except SyntaxError as error:
+        raise SolutionBlockError(f"{where}: the solution block is not valid Python ({error.msg})") from error
+    names: list[str] = []
+
+    def collect(target: ast.AST) -> None:
+        if isinstance(target, ast.Name):
+            names.append(target.id)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                collect(element)
+        elif isinstance(target, ast.Starred):
+            collect(target.value)
+
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign):
+            for target in statement.targets:
+                collect(target)
+        elif isinstance(statement, (ast.AnnAssign, ast.AugAssign)):
+            collect(statement.target)
+        elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(statement.name)
+    unique = list(dict.fromkeys(names))
+    if not unique:
+        raise SolutionBlockError(
+            f"{where}: a top-level solution block must assign the answer variables (e.g. `rank_of_M = ...`), "
+            "but this one assigns nothing; move the code into a function or assign its result to a name"
+        )
+    return unique
+
+
+def strip_solutions(source: str, where: str = "cell") -> str:
+    """Replace each ``# BEGIN SOLUTION`` ... ``# END SOLUTION`` block of a cell's source by a placeholder:
+    ``name = ____`` per assigned name at the top level, ``raise NotImplementedError`` when indented."""
+    lines = source.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() != BEGIN:
+            if lines[i].strip() == END:
+                raise SolutionBlockError(f"{where}, line {i + 1}: `{END}` without a `{BEGIN}` before it")
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+        end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() in (BEGIN, END)), None)
+        if end is None or lines[end].strip() != END:
+            raise SolutionBlockError(f"{where}, line {i + 1}: `{BEGIN}` without a matching `{END}`")
+        block = lines[i + 1 : end]
+        if indent:
+            out.append(f"{indent}{NOT_IMPLEMENTED}")
+        else:
+            names = _assigned_names("\n".join(block), f"{where}, line {i + 1}")
+            out.extend(f"{name} = ____" for name in names)
+        i = end + 1
+    return "\n".join(out)
+
+
+def student_notebook(notebook: nbformat.NotebookNode, where: str = "notebook") -> nbformat.NotebookNode:
+    """A copy with solutions replaced by placeholders and every output and execution count cleared."""
+    student = copy.deepcopy(notebook)
+    for index, cell in enumerate(student.cells):
+        if cell.cell_type != "code":
+            continue
+        if BEGIN in cell.source or END in cell.source:
+            cell.source = strip_solutions(cell.source, f"{where}, cell {index}")
+        cell.outputs = []
+        cell.execution_count = None
+    return student
+
+
+def write_student_edition(out_dir: Path | str, notebooks: Path | str = NOTEBOOKS) -> list[Path]:
+    """Write the student edition of every ``notebooks/*.ipynb`` into ``out_dir``; return the paths written."""
+    sources = sorted(Path(notebooks).glob("*.ipynb"))
+    if not sources:
+        raise FileNotFoundError(f"no notebooks in {notebooks}; pass the course's notebooks folder")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sources:
+        student = student_notebook(nbformat.read(path, as_version=4), path.name)
+        nbformat.write(student, out_dir / path.name)
+        written.append(out_dir / path.name)
+    return written
+
+
+# ---------------------------------------------------------------- the instructor guide
+
+
+def _title_and_goals(notebook: nbformat.NotebookNode) -> tuple[str, str]:
+    """The ``# NN · Title`` line and the learning goals of the first markdown cell (badge dropped)."""
+    first = next((c for c in notebook.cells if c.cell_type == "markdown"), None)
+    if first is None:
+        return "(untitled)", ""
+    lines = first.source.strip().split("\n")
+    title = lines[0].lstrip("#").strip()
+    rest = [line for line in lines[1:] if "colab-badge" not in line]
+    return title, "\n".join(rest).strip()
+
+
+def run_seconds(notebook: nbformat.NotebookNode) -> float | None:
+    """Seconds the stored outputs took to compute, from the cells' execution timestamps (None if absent)."""
+    total, seen = 0.0, False
+    for cell in notebook.cells:
+        timing = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in timing and "shell.execute_reply" in timing:
+            start = dt.datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
+            stop = dt.datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+            total += (stop - start).total_seconds()
+            seen = True
+    return total if seen else None
+
+
+def _format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "not recorded (run it once with `jupyter nbconvert --execute`)"
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    return f"about {seconds / 60:.1f} min"
+
+
+def _question_prompt(notebook: nbformat.NotebookNode, module: str, attribute: str) -> str:
+    """The markdown cell just before the cell that checks ``module.attribute``."""
+    call = f"{module}.{attribute}.check("
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code" and call in cell.source and BEGIN in cell.source:
+            for previous in reversed(notebook.cells[:index]):
+                if previous.cell_type == "markdown":
+                    lines = previous.source.strip().split("\n")
+                    headings = [i for i, line in enumerate(lines) if line.startswith("#")]
+                    return "\n".join(lines[headings[-1] if headings else 0 :]).strip()
+            break
+    return ""
+
+
+def _demote_headings(text: str) -> str:
+    return re.sub(r"^(#+) ", lambda m: "#" * max(4, len(m.group(1))) + " ", text, flags=re.MULTILINE)
+
+
+RUN_TIME_PREFIX = "Run time on CPU (stored outputs): "
+GUIDE_HEADER = """# Instructor guide
+
+Generated by `lora-teach instructor-guide docs/instructors.md` from the notebooks (learning goals,
+run times) and from `lora_teach/exercises/nbNN.py` (exercises and answers). Do not edit it by hand;
+change the sources and regenerate it.
+
+## Making and handing out the student edition
+
+```bash
+lora-teach student-edition student/      # every notebook, solutions replaced by placeholders
+```
+
+In the student edition every block between `# BEGIN SOLUTION` and `# END SOLUTION` is gone. At the top
+level it becomes `name = ____` for each name the block assigned; inside a function it becomes
+`raise NotImplementedError("your code here")`. Outputs are cleared; nothing else changes. Each check
+then prints "Not attempted yet" until the student fills the blank, so the notebooks run from top to
+bottom as handed out (the test suite runs the student edition of every notebook to make sure).
+
+Hand out the folder `student/` with the package installed (`pip install -e .` from the course folder, or
+the Colab badge at the top of each notebook). Students call `nbNN.qK.hint()`, `nbNN.qK.hint(2)` and
+`nbNN.qK.solution()`; if the solutions should stay hidden, hand out the notebooks without the package
+source and remind students that `solution()` exists. The run times below were measured when the stored
+outputs were made; on a student laptop expect the same order of magnitude.
+"""
+
+
+def instructor_guide(notebooks: Path | str = NOTEBOOKS) -> str:
+    """The instructor guide as markdown: per notebook its goals, run time, exercises and answers."""
+    from lora_teach.exercises import Question
+
+    parts = [GUIDE_HEADER]
+    for path in sorted(Path(notebooks).glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        title, goals = _title_and_goals(notebook)
+        parts.append(f"## {title}\n\n`notebooks/{path.name}`\n")
+        parts.append(f"{RUN_TIME_PREFIX}{_format_seconds(run_seconds(notebook))}.\n")
+        if goals:
+            parts.append(f"Learning goals:\n\n{_demote_headings(goals)}\n")
+        module_name = f"nb{path.name[:2]}"
+        try:
+            module = importlib.import_module(f"lora_teach.exercises.{module_name}")
+        except ModuleNotFoundError:
+            parts.append("No exercises.\n")
+            continue
+        questions = [(attr, q) for attr, q in vars(module).items() if isinstance(q, Question)]
+        parts.append(f"Exercises ({len(questions)}, in `lora_teach/exercises/{module_name}.py`):\n")
+        for attr, question in questions:
+            parts.append(f"### {module_name}.{attr}: {question.name}\n")
+            prompt = _question_prompt(notebook, module_name, attr)
+            if prompt:
+                quoted = "\n".join(
+                    f"> {line}" if line else ">" for line in _demote_headings(prompt).split("\n")
+                )
+                parts.append(f"{quoted}\n")
+            parts.append(f"Answer:\n\n```python\n{question.answer}\n```\n")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``student-edition OUT_DIR`` or ``instructor-guide OUT_FILE``, plus the notebooks folder."""
+    parser.add_argument(
+        "out", type=Path, help="where to write (a folder for the student edition, a file for the guide)"
+    )
+    parser.add_argument(
+        "--notebooks",
+        type=Path,
+        default=NOTEBOOKS,
+        help=f"the course's notebooks folder (default: {NOTEBOOKS})",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the student edition or the instructor guide, whichever subcommand was called."""
+    try:
+        if args.command == "instructor-guide":
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(instructor_guide(args.notebooks), encoding="utf-8")
+            print(f"wrote {args.out}")
+            return 0
+        written = write_student_edition(args.out, args.notebooks)
+    except (SolutionBlockError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote the student edition of {len(written)} notebooks to {args.out}")
+    return 0

@@ -1,0 +1,234 @@
+"""The student edition (solutions out, placeholders in, nothing else changed) and the instructor guide."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lora_teach import cli
+from lora_teach.editions import (
+    BEGIN,
+    END,
+    RUN_TIME_PREFIX,
+    SolutionBlockError,
+    instructor_guide,
+    strip_solutions,
+    student_notebook,
+    write_student_edition,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+def _notebook(*sources: str) -> nbformat.NotebookNode:
+    cells = [nbformat.v4.new_markdown_cell("# 99 · Test\n\nYou will be able to test.")]
+    cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    for cell in cells[1:]:
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="Correct (q1)!\n")]
+        cell.execution_count = 7
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+PLACEHOLDER_LINE = re.compile(r'\s*(raise NotImplementedError\("your code here"\)|\w+ = ____)')
+
+
+def _without_placeholders(source: str) -> list[str]:
+    """The lines of a student source, less the placeholder lines the edition put in."""
+    return [line for line in source.split("\n") if not PLACEHOLDER_LINE.fullmatch(line)]
+
+
+def _outside_solutions(source: str) -> list[str]:
+    """The lines of a source that are not inside (or markers of) a solution block."""
+    kept, inside = [], False
+    for line in source.split("\n"):
+        if line.strip() == BEGIN:
+            inside = True
+        elif line.strip() == END:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    return kept
+
+
+# ---------------------------------------------------------------- unit tests on small synthetic cells
+
+
+def test_top_level_block_becomes_name_placeholder():
+    source = (
+        f"x = 1\n{BEGIN}\nrank_of_M = torch.linalg.matrix_rank(M).item()\n{END}\nnb01.q1.check(rank_of_M)"
+    )
+    assert strip_solutions(source) == "x = 1\nrank_of_M = ____\nnb01.q1.check(rank_of_M)"
+
+
+def test_function_body_block_becomes_not_implemented_at_its_indentation():
+    source = f"def f(x):\n    y = 2\n    {BEGIN}\n    return x * y\n    {END}\n\nq.check(f)"
+    expected = 'def f(x):\n    y = 2\n    raise NotImplementedError("your code here")\n\nq.check(f)'
+    assert strip_solutions(source) == expected
+
+
+def test_nested_indentation_is_kept():
+    source = (
+        f"class A:\n    def f(self):\n        {BEGIN}\n        if True:\n            return 1\n        {END}"
+    )
+    assert strip_solutions(source).split("\n")[-1] == '        raise NotImplementedError("your code here")'
+
+
+def test_multiple_names_each_get_a_placeholder_in_order():
+    source = f"{BEGIN}\nfull_params = 512 * 768\nlora_params = 8 * (512 + 768)\nfull_params += 0\n{END}"
+    assert strip_solutions(source) == "full_params = ____\nlora_params = ____"
+
+
+def test_tuple_unpacking_and_annotations():
+    source = f"{BEGIN}\nU, (S, Vh) = a, (b, c)\n*rest, last = [1, 2]\ny: int = 3\n{END}"
+    assert strip_solutions(source) == "U = ____\nS = ____\nVh = ____\nrest = ____\nlast = ____\ny = ____"
+
+
+def test_multiline_statement_in_a_block():
+    source = f"{BEGIN}\nanswer = sum(\n    [1, 2, 3]\n)\n{END}\ncheck(answer)"
+    assert strip_solutions(source) == "answer = ____\ncheck(answer)"
+
+
+def test_two_blocks_in_one_cell():
+    source = f"{BEGIN}\na = 1\n{END}\nprint(a)\ndef g():\n    {BEGIN}\n    return 2\n    {END}"
+    assert (
+        strip_solutions(source)
+        == 'a = ____\nprint(a)\ndef g():\n    raise NotImplementedError("your code here")'
+    )
+
+
+def test_block_without_assignment_is_a_clear_error():
+    with pytest.raises(SolutionBlockError, match=r"cell 3, line 2: a top-level solution block must assign"):
+        strip_solutions(f"x = 1\n{BEGIN}\nprint('hello')\n{END}", where="cell 3")
+
+
+@pytest.mark.parametrize(
+    "source, words",
+    [
+        (f"{BEGIN}\na = 1\n", "without a matching"),
+        (f"a = 1\n{END}\n", "without a `# BEGIN SOLUTION` before it"),
+        (f"{BEGIN}\na = 1\n{BEGIN}\nb = 2\n{END}", "without a matching"),
+        (f"{BEGIN}\na = = 1\n{END}", "not valid Python"),
+    ],
+)
+def test_unbalanced_or_broken_blocks_are_clear_errors(source, words):
+    with pytest.raises(SolutionBlockError, match=re.escape(words)):
+        strip_solutions(source)
+
+
+def test_student_notebook_clears_outputs_and_changes_nothing_else():
+    teacher = _notebook(
+        "import torch",
+        f"# NBVAL_CHECK_OUTPUT\n{BEGIN}\nanswer = 42\n{END}\nq.check(answer)\n# q.hint()",
+        f"def f(x):\n    {BEGIN}\n    return x\n    {END}\nq.check(f)",
+    )
+    student = student_notebook(teacher)
+    assert teacher.cells[2].outputs, "the teacher's notebook must not be modified"
+    assert [c.source for c in student.cells[:2]] == [c.source for c in teacher.cells[:2]]
+    for before, after in zip(teacher.cells, student.cells):
+        assert _outside_solutions(before.source) == _without_placeholders(after.source)
+        assert after.metadata == before.metadata
+        if after.cell_type == "code":
+            assert after.outputs == [] and after.execution_count is None
+    assert student.metadata == teacher.metadata
+
+
+def test_cli_student_edition_writes_every_notebook(tmp_path, capsys):
+    source = tmp_path / "notebooks"
+    source.mkdir()
+    for name in ["00_a.ipynb", "01_b.ipynb"]:
+        nbformat.write(_notebook(f"{BEGIN}\nx = 1\n{END}"), source / name)
+    assert cli.main(["student-edition", str(tmp_path / "out"), "--notebooks", str(source)]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00_a.ipynb", "01_b.ipynb"]
+    assert "x = ____" in nbformat.read(tmp_path / "out" / "01_b.ipynb", 4).cells[1].source
+    nbformat.write(_notebook(f"{BEGIN}\nprint(1)\n{END}"), source / "02_bad.ipynb")
+    assert cli.main(["student-edition", str(tmp_path / "out2"), "--notebooks", str(source)]) == 2
+    assert "02_bad.ipynb, cell 1, line 1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the real notebooks
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory) -> Path:
+    if not NOTEBOOKS:
+        pytest.skip("no notebooks yet")
+    out = tmp_path_factory.mktemp("student") / "notebooks"
+    write_student_edition(out, REPO / "notebooks")
+    return out
+
+
+def test_no_solution_text_survives_in_the_student_edition(student_dir):
+    for path in NOTEBOOKS:
+        teacher = nbformat.read(path, 4)
+        student = nbformat.read(student_dir / path.name, 4)
+        assert len(student.cells) == len(teacher.cells)
+        for index, (before, after) in enumerate(zip(teacher.cells, student.cells)):
+            where = f"{path.name}, cell {index}"
+            assert BEGIN not in after.source and END not in after.source, where
+            assert _outside_solutions(before.source) == _without_placeholders(after.source), where
+            inside = set(before.source.split("\n")) - set(_outside_solutions(before.source))
+            for line in inside - {""}:
+                if line.strip() not in (BEGIN, END) and not re.fullmatch(
+                    r"\s*(pass|return|\)|\]|\})\s*", line
+                ):
+                    assert line not in after.source.split("\n"), f"{where}: solution line {line!r} survived"
+            if after.cell_type == "code":
+                assert after.outputs == [] and after.execution_count is None, where
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_student_edition_runs_and_every_check_says_not_attempted(student_dir, path, monkeypatch):
+    """Runs the whole student edition of one notebook in a fresh kernel (minutes for the long ones)."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("LORA_TEACH_DATA", str(REPO / "data"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    work = student_dir.parent / f"run_{path.stem}" / "notebooks"
+    shutil.copytree(student_dir, work)
+    student = nbformat.read(work / path.name, 4)
+    client = NotebookClient(
+        student, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+    )
+    client.execute(env={**os.environ})  # raises CellExecutionError on the first failing cell
+    teacher = nbformat.read(path, 4)
+    for index, (before, after) in enumerate(zip(teacher.cells, student.cells)):
+        if after.cell_type != "code":
+            continue
+        text = "".join(o.get("text", "") for o in after.outputs if o.output_type == "stream")
+        assert not any(o.output_type == "error" for o in after.outputs), f"{path.name}, cell {index}"
+        assert not re.search(r"^Correct \(", text, flags=re.MULTILINE), f"{path.name}, cell {index}: {text}"
+        if BEGIN in before.source and ".check(" in before.source:
+            assert "Not attempted yet" in text, f"{path.name}, cell {index} printed {text!r}"
+
+
+# ---------------------------------------------------------------- the instructor guide
+
+
+def _without_run_times(text: str) -> str:
+    return "\n".join(line for line in text.split("\n") if not line.startswith(RUN_TIME_PREFIX))
+
+
+def test_committed_instructor_guide_is_up_to_date():
+    committed = (REPO / "docs" / "instructors.md").read_text(encoding="utf-8")
+    assert _without_run_times(committed) == _without_run_times(instructor_guide(REPO / "notebooks")), (
+        "docs/instructors.md is out of date: run `lora-teach instructor-guide docs/instructors.md`"
+    )
+
+
+def test_guide_lists_goals_run_time_and_answers_of_every_notebook():
+    guide = instructor_guide(REPO / "notebooks")
+    assert "lora-teach student-edition" in guide
+    for path in NOTEBOOKS:
+        assert f"`notebooks/{path.name}`" in guide
+    if any(p.name.startswith("00_") for p in NOTEBOOKS):
+        assert "### nb00.q1: q1 count the numbers" in guide
+        assert "lora_numbers = 100 * 5 + 5 * 100" in guide
+        assert "> A 100 x 100 matrix holds" in guide
+        assert re.search(rf"^{re.escape(RUN_TIME_PREFIX)}about \d", guide, flags=re.MULTILINE)
