@@ -1,0 +1,115 @@
+"""lora-teach bench on tiny sizes: it runs, produces every figure, and its JSON parses.
+
+No test asserts a timing: the machine running the tests may be busy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lora_teach import bench
+from lora_teach.cli import main
+
+TINY = {
+    "pipeline_steps": 8,
+    "repeats": 1,
+    "thread_counts": [1],
+    "epoch_steps": 4,
+    "widths": [16, 32],
+    "latency_width": 32,
+    "rounds": 3,
+    "memory_steps": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def results():
+    with bench.num_threads(1):
+        return bench.run_benchmarks(quick=True, **TINY)
+
+
+def test_run_benchmarks_produces_every_figure_for_the_cpu(results):
+    assert set(bench.FIGURES) <= set(results)
+    for figure in bench.FIGURES[:-1]:
+        assert "cpu" in results[figure], figure
+    assert results["course_seconds"] is None  # only with --full
+    assert results["meta"]["devices"][0] == "cpu"
+
+
+def test_data_pipeline_runs_the_same_steps_on_both_sides_and_reports_threads(results):
+    r = results["data_pipeline_speedup_bs10"]["cpu"]
+    assert r["steps"] == 8 and not r["full_epoch"] and r["threads"] == 1
+    assert r["speedup"] == pytest.approx(r["seed_ms_per_step"] / r["fast_ms_per_step"])
+    assert 0 <= r["seed_accuracy"] <= 1 and 0 <= r["fast_accuracy"] <= 1
+    assert set(r["by_threads"]) == {"1"}
+
+
+def test_latency_covers_both_models_batch_sizes_and_methods(results):
+    cases = results["merged_latency_ratio"]["cpu"]["cases"]
+    assert {(c["model"], c["batch_size"]) for c in cases} == {
+        ("DigitsNet", 1),
+        ("DigitsNet", 256),
+        ("MLP-32", 1),
+        ("MLP-32", 256),
+    }
+    assert all(c["merged_ratio"] > 0 for c in cases)
+    assert set(results["unmerged_latency_ratio"]["cpu"]) == {"wrapper", "parametrize"}
+
+
+def test_lora_vs_full_counts_match_the_formulas(results):
+    r = results["lora_vs_full_step"]["cpu"]
+    for row in r["rows"]:
+        d = row["width"]
+        expected = 2 * (2 * d * 8) if row["method"] == "lora" else 2 * (d * d + d)
+        assert row["trainable"] == expected
+        assert row["grad_bytes"] == row["param_bytes"] == 4 * expected
+        assert row["optimizer_state_bytes"] >= 2 * 4 * expected  # exp_avg and exp_avg_sq
+    assert r["growth_exponent"]["lora"]["trainable"] == pytest.approx(1.0)
+    assert 1.8 < r["growth_exponent"]["full"]["trainable"] < 2.0  # d^2 + d
+
+
+def test_table_and_plot_are_written(results, tmp_path):
+    table = bench.format_table(results)
+    for figure in bench.FIGURES:
+        assert figure in table
+    assert "cpu" in table
+    path = bench.plot_memory(results, tmp_path / "memory.png")
+    assert path.stat().st_size > 0
+
+
+def test_wrapper_merged_model_computes_the_same_function():
+    torch.manual_seed(0)
+    candidates = bench._latency_candidates(bench.wide_mlp(16))
+    x = torch.randn(4, 16)
+    torch.testing.assert_close(candidates["merged"](x), candidates["wrapper"](x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(candidates["parametrize"](x), candidates["wrapper"](x), atol=1e-5, rtol=1e-5)
+
+
+def test_cli_json_parses_and_exits_zero(capsys):
+    code = main(
+        ["bench", "--json", "--steps", "4", "--repeats", "1", "--threads", "1", "--epoch-steps", "2"]
+        + [
+            "--latency-width",
+            "16",
+            "--rounds",
+            "2",
+            "--only",
+            "data_pipeline_speedup_bs10,merged_latency_ratio",
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"meta", "data_pipeline_speedup_bs10", "merged_latency_ratio"}
+
+
+def test_cli_rejects_an_unknown_figure(capsys):
+    assert main(["bench", "--only", "speed"]) == 2
+    assert "only must name figures" in capsys.readouterr().err
+
+
+def test_cli_rejects_bad_widths():
+    with pytest.raises(SystemExit):
+        main(["bench", "--widths", "0,abc"])
