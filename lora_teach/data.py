@@ -141,7 +141,8 @@ def load_raw_mnist(split: str = "train", root: Path | str | None = None) -> tupl
     return images, labels
 
 
-def _check_digits(digits: Sequence[int]) -> list[int]:
+def check_digits(digits: Sequence[int]) -> list[int]:
+    """``digits`` as a list of ints 0-9, or a ValueError that says what is wrong."""
     digits = [int(d) for d in digits]
     if not digits or any(not 0 <= d <= 9 for d in digits):
         raise ValueError(f"digits must be a non-empty list of integers 0-9, got {digits!r}")
@@ -152,7 +153,7 @@ def digit_subset(
     x: torch.Tensor, y: torch.Tensor, digits: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Keep the examples whose label is in ``digits``: x (N, ...), y (N,) -> (M, ...), (M,)."""
-    keep = torch.isin(y, torch.tensor(_check_digits(digits), device=y.device))
+    keep = torch.isin(y, torch.tensor(check_digits(digits), device=y.device))
     return x[keep], y[keep]
 
 
@@ -228,7 +229,7 @@ def torchvision_mnist(
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
     dataset = datasets.MNIST(root=str(root), train=split == "train", download=False, transform=transform)
     if digits is not None:
-        keep = torch.isin(dataset.targets, torch.tensor(_check_digits(digits)))
+        keep = torch.isin(dataset.targets, torch.tensor(check_digits(digits)))
         dataset.data, dataset.targets = dataset.data[keep], dataset.targets[keep]
     return dataset
 

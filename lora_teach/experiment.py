@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from lora_teach.adapters import add_lora, mark_only_lora_as_trainable
-from lora_teach.data import Batches, data_root, load_mnist
+from lora_teach.data import Batches, check_digits, data_root, load_mnist
 from lora_teach.models import DigitsNet
 from lora_teach.params import count_parameters
 from lora_teach.train import Evaluation, evaluate, set_seed, train
@@ -125,17 +125,18 @@ def run_experiment(
     **lora_options,
 ) -> ExperimentResult:
     """Train the baseline (seed's recipe), fine-tune with LoRA on ``digits``, evaluate both."""
+    check_digits(digits)  # bad input fails here, before any training
+    counts = {}
+    for mode in ("none", "all"):
+        probe = DigitsNet(variant)
+        add_lora(probe, r=r, lora_alpha=lora_alpha, method=method, **lora_options)
+        mark_only_lora_as_trainable(probe, bias=mode)
+        counts[mode] = count_parameters(probe)
     base = train_baseline(variant, seed, progress=progress)
-    test = load_mnist("test")
     tuned = finetune_lora(
         base, digits, r, lora_alpha, method, bias, num_steps, seed=seed, progress=progress, **lora_options
     )
-    counts = {}
-    for mode in ("none", "all"):
-        probe = copy.deepcopy(base)
-        add_lora(probe, r=r, lora_alpha=lora_alpha, method=method)
-        mark_only_lora_as_trainable(probe, bias=mode)
-        counts[mode] = count_parameters(probe)
+    test = load_mnist("test")
     return ExperimentResult(
         before=evaluate(base, test),
         after=evaluate(tuned, test),

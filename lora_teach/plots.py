@@ -45,7 +45,15 @@ def per_digit_bars(
         ax.axvspan(d - 0.45, d + 0.45, color="#F2E8CF", zorder=0)
     for i, (label, values) in enumerate(series.items()):
         yerr = None if errors is None else errors.get(label)
-        ax.bar(digits - 0.4 + width * (i + 0.5), values, width, label=label, color=color_for(label), yerr=yerr, capsize=2)
+        ax.bar(
+            digits - 0.4 + width * (i + 0.5),
+            values,
+            width,
+            label=label,
+            color=color_for(label),
+            yerr=yerr,
+            capsize=2,
+        )
     ax.set_xticks(digits)
     ax.set_xlabel("digit" + (" (shaded: fine-tuned on)" if highlight else ""))
     ax.set_ylabel(ylabel)

@@ -1,0 +1,27 @@
+"""Shared fixtures: small models and hypothesis settings sized for a 2-core CI machine."""
+
+import pytest
+import torch
+from hypothesis import settings
+from torch import nn
+
+settings.register_profile("ci", max_examples=25, deadline=None)
+settings.load_profile("ci")
+
+
+class TwoLayer(nn.Module):
+    """A small MLP with a nested module, to test dotted target names."""
+
+    def __init__(self, d_in: int = 12, d_hidden: int = 8, d_out: int = 5) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU())
+        self.head = nn.Linear(d_hidden, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+@pytest.fixture
+def two_layer() -> TwoLayer:
+    torch.manual_seed(0)
+    return TwoLayer()

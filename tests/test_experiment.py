@@ -1,0 +1,73 @@
+"""The seed's experiment: cached baselines, the LoRA fine-tune, and the CLI that runs it."""
+
+import torch
+
+from lora_teach import experiment, lora_modules
+from lora_teach.cli import main
+from lora_teach.models import DigitsNet
+
+
+def test_pretrained_digitsnet_trains_once_then_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path))
+    calls = []
+
+    def quick_baseline(variant, seed, progress=True):
+        calls.append((variant, seed))
+        torch.manual_seed(seed)
+        return DigitsNet(variant)
+
+    monkeypatch.setattr(experiment, "train_baseline", quick_baseline)
+    first = experiment.pretrained_digitsnet("original", seed=4)
+    second = experiment.pretrained_digitsnet("original", seed=4)
+    assert calls == [("original", 4)]
+    assert [p.name for p in tmp_path.iterdir()] == ["digitsnet-original-seed4.pt"]
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_both_methods_give_identical_results_with_the_same_seed():
+    torch.manual_seed(0)
+    base = DigitsNet()
+    tuned = {
+        method: experiment.finetune_lora(base, method=method, num_steps=20, seed=1, progress=False)
+        for method in ["parametrize", "wrapper"]
+    }
+    factors = {
+        m: [(lora.lora_A, lora.lora_B) for _, lora in lora_modules(model)] for m, model in tuned.items()
+    }
+    for (a1, b1), (a2, b2) in zip(factors["parametrize"], factors["wrapper"]):
+        torch.testing.assert_close(a1, a2, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b1, b2, rtol=1e-3, atol=1e-5)
+    x = torch.randn(64, 784)
+    torch.testing.assert_close(tuned["parametrize"](x), tuned["wrapper"](x), rtol=1e-4, atol=1e-4)
+
+
+def test_finetune_leaves_the_base_model_untouched():
+    base = DigitsNet()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    experiment.finetune_lora(base, num_steps=3, progress=False)
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())
+
+
+def test_cli_experiment_reproduces_the_seed_counts_and_prints_a_table(capsys):
+    # the seed's settings, with the fine-tune shortened; the baseline is the full epoch (~10 s)
+    assert main(["experiment", "--iterations", "20", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "full model 235,146 | LoRA 3,124 | LoRA + all biases 3,518" in out
+    assert "digit  wrong before  wrong after  change" in out
+    before = float(out.split("accuracy: ")[1].split(" %")[0])
+    assert 85.0 <= before <= 92.0, f"the seed's network should land near 89 %, got {before} %"
+
+
+def test_cli_rejects_a_bad_rank_with_a_message(capsys):
+    assert main(["experiment", "--rank", "0", "--iterations", "1", "--no-progress"]) == 2
+    assert "r must be an integer between 1 and" in capsys.readouterr().err
+
+
+def test_cli_rejects_bad_digits_with_a_message(capsys):
+    assert main(["experiment", "--digits", "two,three"]) == 2
+    assert "--digits must be a comma-separated list" in capsys.readouterr().err
+
+
+def test_cli_rejects_a_digit_out_of_range_before_training(capsys):
+    assert main(["experiment", "--digits", "2,12", "--no-progress"]) == 2
+    assert "digits must be a non-empty list of integers 0-9" in capsys.readouterr().err
