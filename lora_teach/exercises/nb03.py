@@ -47,7 +47,7 @@ def _check_counts(train_counts: object) -> str:
 
 
 q1 = Question(
-    "q1: images per digit",
+    "q1 images per digit",
     _check_counts,
     hints=[
         "Each entry of `y_train` is a digit 0-9; count how often each value occurs.",
@@ -77,7 +77,7 @@ def _check_parameter_count(num_parameters: object) -> str:
 
 
 q2 = Question(
-    "q2: parameters of DigitsNet",
+    "q2 parameters of DigitsNet",
     _check_parameter_count,
     hints=[
         "A Linear layer from n inputs to m outputs has an (m, n) weight matrix and m biases.",
@@ -124,7 +124,7 @@ def _check_weakest(weakest_digits: object) -> None:
 
 
 q3 = Question(
-    "q3: the weakest digits",
+    "q3 the weakest digits",
     _check_weakest,
     hints=[
         "A digit with more test images can have more mistakes and still be better; compare error rates.",
@@ -172,7 +172,7 @@ def _check_collapse(collapse: object) -> str:
 
 
 q4 = Question(
-    "q4: collapse the seed's network",
+    "q4 collapse the seed's network",
     _check_collapse,
     hints=[
         "Write linear3(linear2(linear1(x))) out: W3 (W2 (W1 x + b1) + b2) + b3, and multiply the brackets out.",
