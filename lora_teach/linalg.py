@@ -14,6 +14,10 @@ def _check_matrix(M: Tensor, name: str) -> None:
     if not isinstance(M, Tensor) or M.dim() != 2:
         shape = tuple(M.shape) if isinstance(M, Tensor) else type(M).__name__
         raise ValueError(f"{name} must be a 2-D tensor (a matrix), got {shape}; reshape it first")
+    if not M.is_floating_point():
+        raise ValueError(
+            f"{name} must be a floating-point tensor, got {M.dtype}; call .double() or .float() first"
+        )
 
 
 def _check_count(value: int, name: str, low: int, high: int, what: str) -> None:
