@@ -98,6 +98,29 @@ def expect_close(
         raise Incorrect(f"`{name}`{where} has the right shape but wrong values (largest error {worst:.3g})")
 
 
+class CheckResult:
+    """What ``check`` returns: true only for a right answer. A notebook shows nothing
+    for it, since the printed line already says everything."""
+
+    def __init__(self, passed: bool) -> None:
+        self.passed = passed
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __eq__(self, other: object) -> bool:
+        return self.passed == bool(other) if isinstance(other, (bool, CheckResult)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.passed)
+
+    def __repr__(self) -> str:
+        return repr(self.passed)
+
+    def _ipython_display_(self) -> None:
+        """Display nothing in IPython (no ``Out[n]: True`` under the message)."""
+
+
 class Question:
     """One exercise: a checking function, graded hints and a reference solution.
 
@@ -114,20 +137,20 @@ class Question:
     ) -> None:
         self.name, self._checker, self._hints, self._solution = name, checker, list(hints), solution
 
-    def check(self, *answers: Any) -> bool:
-        """Print whether the answer is right; return True only if it is."""
+    def check(self, *answers: Any) -> CheckResult:
+        """Print whether the answer is right; the result is true only if it is."""
         try:
             if any(_is_placeholder(a) for a in answers):
                 raise NotAttempted("replace ____ with your answer")
             message = self._checker(*answers)
         except NotAttempted as reason:
             print(f"Not attempted yet ({self.name}): {reason}. Try it, or call .hint() for a nudge.")
-            return False
+            return CheckResult(False)
         except Incorrect as reason:
             print(f"Incorrect ({self.name}): {reason}")
-            return False
+            return CheckResult(False)
         print(f"Correct ({self.name})" + (f": {message}" if message else "!"))
-        return True
+        return CheckResult(True)
 
     def hint(self, n: int = 1) -> None:
         """Print hint ``n`` (1 is gentle, the last nearly gives it away)."""
@@ -148,4 +171,13 @@ class Question:
         return f"<exercise {self.name}: .check(...), .hint(), .solution()>"
 
 
-__all__ = ["____", "Incorrect", "NotAttempted", "Question", "call_student", "expect_close", "expect_equal"]
+__all__ = [
+    "____",
+    "CheckResult",
+    "Incorrect",
+    "NotAttempted",
+    "Question",
+    "call_student",
+    "expect_close",
+    "expect_equal",
+]
