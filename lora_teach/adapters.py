@@ -214,7 +214,7 @@ def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> No
     for key, value in state.items():
         owner, _, leaf = key.rpartition(".")
         if leaf == "scaling":
-            if owner in found and abs(float(value) - found[owner].scaling) > 1e-12 * max(
+            if owner in found and abs(float(value) - found[owner].scaling) > 1e-6 * max(
                 1.0, abs(float(value))
             ):
                 problems.append(
