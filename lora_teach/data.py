@@ -62,6 +62,20 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) already checked in this process
+
+
+def _verified(path: Path, md5: str) -> bool:
+    """Whether ``path`` has the MD5 sum ``md5``; hashed once per process while unchanged."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _VERIFIED:
+        if _md5(path) != md5:
+            return False
+        _VERIFIED.add(key)
+    return True
+
+
 def _decompress_atomically(gz_path: Path, out_path: Path) -> None:
     """Write ``out_path`` from ``gz_path`` via a temporary file and a rename, so a
     reader never sees a half-written file."""
@@ -103,7 +117,7 @@ def ensure_mnist(root: Path | str | None = None, download: bool = True) -> Path:
         _download_with_torchvision(root)
     for name, (size, md5) in FILES.items():
         path, gz_path = raw / name, raw / f"{name}.gz"
-        if path.exists() and path.stat().st_size == size and _md5(path) == md5:
+        if path.exists() and path.stat().st_size == size and _verified(path, md5):
             continue
         if not gz_path.exists():
             raise DataError(f"{gz_path} is missing. Fix: {HOW_TO_FIX}.")

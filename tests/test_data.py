@@ -189,3 +189,19 @@ def test_data_is_found_from_the_notebooks_folder_and_from_elsewhere(monkeypatch,
     assert data.data_root() == REPO / "data"
     monkeypatch.setenv("LORA_TEACH_DATA", str(tmp_path))
     assert data.data_root() == tmp_path
+
+
+def test_a_file_changed_after_verification_is_checked_again(data_copy, monkeypatch):
+    ensure_mnist()
+    hashed = []
+    real_md5 = data._md5
+    monkeypatch.setattr(data, "_md5", lambda path: hashed.append(path.name) or real_md5(path))
+    ensure_mnist()
+    assert hashed == []  # unchanged files are not hashed twice in one process
+    target = data_copy / "t10k-labels-idx1-ubyte"
+    content = bytearray(target.read_bytes())
+    content[-1] ^= 0xFF  # same size, other content
+    target.write_bytes(bytes(content))
+    ensure_mnist()
+    assert "t10k-labels-idx1-ubyte" in hashed
+    assert real_md5(target) == data.FILES["t10k-labels-idx1-ubyte"][1]
