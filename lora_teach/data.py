@@ -125,7 +125,7 @@ def ensure_mnist(root: Path | str | None = None, download: bool = True) -> Path:
             _decompress_atomically(gz_path, path)
         except (OSError, EOFError, gzip.BadGzipFile) as error:
             raise DataError(f"{gz_path} is corrupt ({error}). Fix: {HOW_TO_FIX}.") from error
-        if _md5(path) != md5:
+        if not _verified(path, md5):
             path.unlink()
             raise DataError(
                 f"{gz_path} is corrupt: its content does not match the MD5 sum {md5} of the "
