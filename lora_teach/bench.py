@@ -334,8 +334,20 @@ def memory_child(
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev)
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+        peak = _peak_rss_bytes()
     return {**result, "peak_bytes": int(peak), "step_ms": 1000 * statistics.median(times[2:])}
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak resident set size. On Linux, VmHWM of /proc/self/status: it
+    belongs to the address space made at exec, whereas ru_maxrss carries over the peak
+    of the parent that forked this child (which made every child read the parent's peak)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
 def _run_child(**kwargs) -> dict:

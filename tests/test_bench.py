@@ -119,3 +119,24 @@ def test_cli_rejects_an_unknown_figure(capsys):
 def test_cli_rejects_bad_widths():
     with pytest.raises(SystemExit):
         main(["bench", "--widths", "0,abc"])
+
+
+def test_memory_child_reports_its_own_peak_not_its_parents():
+    import torch
+
+    from lora_teach.bench import _run_child
+
+    config = {
+        "width": 16,
+        "mode": "forward",
+        "r": 2,
+        "batch_size": 2,
+        "steps": 1,
+        "threads": 1,
+        "device": "cpu",
+    }
+    alone = _run_child(**config)["peak_bytes"]
+    ballast = torch.ones(2**30 // 4)  # make this (parent) process 1 GiB bigger than any child
+    with_ballast = _run_child(**config)["peak_bytes"]
+    del ballast
+    assert abs(with_ballast - alone) < 200 * 2**20, "the child's peak must not include the parent's memory"
