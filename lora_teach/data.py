@@ -193,8 +193,8 @@ def load_mnist(
 
 
 class Batches:
-    """Mini-batches over in-memory tensors: each epoch one shuffle of the whole set,
-    then contiguous slices (no per-sample work, no collation).
+    """Mini-batches over in-memory tensors: each epoch one shuffled order of the whole
+    set, each batch one gather of its rows (no per-sample work, no collation).
 
     Iterating yields (x (batch, ...), y (batch,)); ``len`` is the number of batches.
     With ``seed=None`` the shuffle draws from torch's global generator, as a
@@ -222,12 +222,17 @@ class Batches:
         return -(-len(self.x) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        x, y = self.x, self.y
-        if self.shuffle:
-            order = torch.randperm(len(x), generator=self.generator).to(x.device)
-            x, y = x[order], y[order]
-        for start in range(0, len(x), self.batch_size):
-            yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+        x, y, size = self.x, self.y, self.batch_size
+        if not self.shuffle:
+            for start in range(0, len(x), size):
+                yield x[start : start + size], y[start : start + size]
+            return
+        # gather each batch's rows when it is needed: an epoch cut short (num_steps)
+        # never pays for copying the whole set, and every batch is contiguous
+        order = torch.randperm(len(x), generator=self.generator).to(x.device)
+        for start in range(0, len(x), size):
+            rows = order[start : start + size]
+            yield x[rows], y[rows]
 
 
 def torchvision_mnist(
