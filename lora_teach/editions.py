@@ -100,11 +100,17 @@ def student_notebook(notebook: nbformat.NotebookNode, where: str = "notebook") -
     return student
 
 
+def course_notebooks(notebooks: Path | str = NOTEBOOKS) -> list[Path]:
+    """The ``*.ipynb`` files of the course folder, in path order; an error if there are none."""
+    paths = sorted(Path(notebooks).glob("*.ipynb"))
+    if not paths:
+        raise FileNotFoundError(f"no notebooks in {notebooks}; pass the course's notebooks folder")
+    return paths
+
+
 def write_student_edition(out_dir: Path | str, notebooks: Path | str = NOTEBOOKS) -> list[Path]:
     """Write the student edition of every ``notebooks/*.ipynb`` into ``out_dir``; return the paths written."""
-    sources = sorted(Path(notebooks).glob("*.ipynb"))
-    if not sources:
-        raise FileNotFoundError(f"no notebooks in {notebooks}; pass the course's notebooks folder")
+    sources = course_notebooks(notebooks)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

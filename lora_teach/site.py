@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-from lora_teach.editions import NOTEBOOKS, _title_and_goals
+from lora_teach.editions import NOTEBOOKS, _title_and_goals, course_notebooks
 
 SITE_TITLE = "LoRA from first principles"
 NAV_STYLE = """<style>
@@ -107,9 +107,7 @@ def build_site(out_dir: Path | str, notebooks: Path | str = NOTEBOOKS, execute: 
     """Write ``index.html`` and one page per notebook into ``out_dir``; return the pages written."""
     from nbconvert import HTMLExporter
 
-    paths = sorted(Path(notebooks).glob("*.ipynb"))
-    if not paths:
-        raise FileNotFoundError(f"no notebooks in {notebooks}; pass the course's notebooks folder")
+    paths = course_notebooks(notebooks)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = []

@@ -1,9 +1,21 @@
 """Shared fixtures: small models and hypothesis settings sized for a 2-core CI machine."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import settings
 from torch import nn
+
+# Debian's Chromium, for the browser tests (test tools cannot download browsers here)
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 
 settings.register_profile("ci", max_examples=25, deadline=None)
 settings.load_profile("ci")

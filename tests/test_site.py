@@ -19,17 +19,10 @@ import pytest
 from lora_teach import cli
 from lora_teach.editions import _title_and_goals
 from lora_teach.site import SITE_TITLE, build_site
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 VIEWPORT = {"width": 1280, "height": 900}
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
