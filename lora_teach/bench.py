@@ -156,19 +156,30 @@ def bench_data_pipeline(
 def bench_data_pipeline_threads(
     thread_counts: Sequence[int], num_steps: int | None, repeats: int, device: torch.device | str = "cpu"
 ) -> dict:
-    """``bench_data_pipeline`` at each thread count (CPU). The headline is the count at
-    which the seed path is fastest: both sides share it, and the seed gets its best case."""
+    """``bench_data_pipeline`` at each thread count (CPU). The headline sets each path at
+    its own best thread count (what a user of either would pick); ``by_threads`` keeps the
+    same-count comparisons."""
     device = torch.device(device)
     if device.type != "cpu":
         result = bench_data_pipeline(num_steps, repeats, None, device)
         return {**result, "by_threads": {}}
     runs = {n: bench_data_pipeline(num_steps, repeats, n, device) for n in thread_counts}
-    best = min(runs, key=lambda n: runs[n]["seed_ms_per_step"])
+    seed_best = min(runs, key=lambda n: runs[n]["seed_ms_per_step"])
+    fast_best = min(runs, key=lambda n: runs[n]["fast_ms_per_step"])
     by_threads = {
         str(n): {k: r[k] for k in ("seed_ms_per_step", "fast_ms_per_step", "speedup")}
         for n, r in runs.items()
     }
-    return {**runs[best], "by_threads": by_threads}
+    seed, fast = runs[seed_best], runs[fast_best]
+    return {
+        **fast,
+        "threads": f"seed {seed_best}, ours {fast_best}",
+        "seed_ms_per_step": seed["seed_ms_per_step"],
+        "seed_loader_fused_adam_ms_per_step": seed["seed_loader_fused_adam_ms_per_step"],
+        "seed_accuracy": seed["seed_accuracy"],
+        "speedup": seed["seed_ms_per_step"] / fast["fast_ms_per_step"],
+        "by_threads": by_threads,
+    }
 
 
 # ---------------------------------------------------------------- one epoch at 128
