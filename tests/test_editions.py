@@ -232,3 +232,14 @@ def test_guide_lists_goals_run_time_and_answers_of_every_notebook():
         assert "lora_numbers = 100 * 5 + 5 * 100" in guide
         assert "> A 100 x 100 matrix holds" in guide
         assert re.search(rf"^{re.escape(RUN_TIME_PREFIX)}about \d", guide, flags=re.MULTILINE)
+
+
+def test_every_notebook_whose_student_edition_has_blanks_imports_the_blank(student_dir):
+    """A top-level blank becomes `name = ____`, which needs `from lora_teach.exercises import ____`."""
+    for path in NOTEBOOKS:
+        student = nbformat.read(student_dir / path.name, 4)
+        code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
+        if re.search(r"=\s*____\s*$", code, flags=re.MULTILINE):
+            assert re.search(r"from lora_teach\.exercises import [^\n]*\b____\b", code), (
+                f"{path.name}: its student edition assigns ____ but never imports it"
+            )
