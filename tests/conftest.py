@@ -33,6 +33,12 @@ class TwoLayer(nn.Module):
         return self.head(self.encoder(x))
 
 
+def check_output(question, *answers, capsys):
+    """Run ``question.check(*answers)``; return its result and what it printed."""
+    result = question.check(*answers)
+    return result, capsys.readouterr().out
+
+
 @pytest.fixture
 def two_layer() -> TwoLayer:
     torch.manual_seed(0)

@@ -4,11 +4,7 @@ placeholders report "Not attempted yet"."""
 import torch
 
 from lora_teach.exercises import ____, nb01
-
-
-def check(question, *answers, capsys):
-    result = question.check(*answers)
-    return result, capsys.readouterr().out
+from tests.conftest import check_output as check
 
 
 def test_q1_reference_answer_passes(capsys):

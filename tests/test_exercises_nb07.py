@@ -4,12 +4,7 @@ placeholders report "Not attempted yet"."""
 import torch
 
 from lora_teach.exercises import ____, nb07
-
-
-def check(question, *answers, capsys):
-    result = question.check(*answers)
-    return result, capsys.readouterr().out
-
+from tests.conftest import check_output as check
 
 FLOATS_R8 = 8 * (784 + 256) + 8 * (256 + 128) + 8 * (128 + 10)
 
