@@ -7,14 +7,15 @@ Both methods are supported everywhere: ``"wrapper"`` replaces each target
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lora_teach.lora import LinearWithLoRA, LoRAFactors, LoRAParametrization
+from lora_teach.lora import LinearWithLoRA, LoRAFactors, LoRAParametrization, check_init, check_rank
 
 METHODS = ("wrapper", "parametrize")
 BIAS_MODES = ("none", "all", "lora_only")
@@ -46,40 +47,85 @@ def _require_lora(model: nn.Module) -> list[tuple[str, LoRAFactors]]:
     return found
 
 
+def _select_targets(
+    model: nn.Module, target_modules: str | Iterable[str] | None, linear_names: list[str]
+) -> list[str]:
+    """The names ``target_modules`` selects, as PEFT selects them (see ``add_lora``)."""
+    names = [n for n, _ in model.named_modules() if n]
+    if target_modules is None:
+        wrapped = [n for n, m in model.named_modules() if isinstance(m, LinearWithLoRA)]
+        if not linear_names and not wrapped:
+            raise ValueError("the model has no nn.Linear modules to adapt")
+        return [n for n in names if n in linear_names or n in wrapped]
+    if isinstance(target_modules, str):
+        try:
+            pattern = re.compile(target_modules)
+        except re.error as error:
+            raise ValueError(
+                f"target_modules {target_modules!r} is not a valid regular expression: {error}"
+            ) from None
+        chosen = [n for n in names if pattern.fullmatch(n)]
+        if not chosen:
+            raise ValueError(
+                f"target_modules {target_modules!r} (a regular expression for the whole name) matches no "
+                f"module; nn.Linear modules are {linear_names}"
+            )
+        return chosen
+    entries = list(target_modules)  # a generator is read once, here
+    if not entries or not all(isinstance(e, str) for e in entries):
+        raise TypeError(
+            f"target_modules must be None, a regular expression, or a non-empty list of module names, "
+            f"got {entries!r}"
+        )
+    chosen = []
+    for entry in entries:
+        matched = [n for n in names if n == entry or n.endswith("." + entry)]
+        if not matched:
+            raise ValueError(
+                f"target_modules entry {entry!r} matches no module; nn.Linear modules are {linear_names}"
+            )
+        chosen += [n for n in matched if n not in chosen]
+    return [n for n in names if n in chosen]  # model order, each name once
+
+
 def add_lora(
     model: nn.Module,
     r: int,
-    lora_alpha: float = 1.0,
-    targets: Sequence[str] | None = None,
-    method: str = "wrapper",
-    init: str = "gaussian",
+    *,
+    lora_alpha: float = 8.0,
+    target_modules: str | Iterable[str] | None = None,
+    lora_dropout: float = 0.0,
+    init_lora_weights: bool | str = True,
     use_rslora: bool = False,
-    dropout: float = 0.0,
+    method: str = "wrapper",
 ) -> list[str]:
-    """Add LoRA to the named ``nn.Linear`` modules of ``model`` (all of them when
-    ``targets`` is None), in place. Returns the adapted names.
+    """Add LoRA to the ``nn.Linear`` modules of ``model`` that ``target_modules`` selects, in place.
+
+    ``target_modules`` as in PEFT: None adapts every ``nn.Linear``; a list selects each module whose
+    name equals an entry or ends with "." + entry (``["q_proj", "v_proj"]`` finds them in every
+    block); a string is a regular expression that must match the whole name. All or nothing: every
+    target is checked before the model changes. Returns the adapted names, in model order.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "parametrize" and dropout:
+    if method == "parametrize" and lora_dropout:
         raise ValueError(
-            "dropout acts on the input x, which a weight parametrization never sees; "
-            "use method='wrapper' for dropout > 0"
+            "lora_dropout acts on the input x, which a weight parametrization never sees; "
+            "use method='wrapper' for lora_dropout > 0"
+        )
+    check_init(init_lora_weights)
+    if isinstance(model, nn.Linear):
+        raise TypeError(
+            "model is a bare nn.Linear, which add_lora cannot replace in place; "
+            "wrap it yourself with LinearWithLoRA(layer, r) or put it inside a module"
         )
     modules = dict(model.named_modules())
     inside_wrappers = {f"{n}.base_layer" for n, m in modules.items() if isinstance(m, LinearWithLoRA)}
-    if targets is None:
-        targets = [n for n, m in modules.items() if isinstance(m, nn.Linear)]
-        if not targets:
-            raise ValueError("the model has no nn.Linear modules to adapt")
-    elif isinstance(targets, str):
-        raise TypeError(f"targets must be a list of module names, got the string {targets!r}")
-    linear_names = [n for n, m in modules.items() if isinstance(m, nn.Linear) and n not in inside_wrappers]
+    linear_names = [
+        n for n, m in modules.items() if n and isinstance(m, nn.Linear) and n not in inside_wrappers
+    ]
+    targets = _select_targets(model, target_modules, linear_names)
     for name in targets:
-        if name not in modules:
-            raise ValueError(
-                f"target {name!r} is not a module of the model; nn.Linear modules are {linear_names}"
-            )
         module = modules[name]
         if isinstance(module, LinearWithLoRA) or name in inside_wrappers or _lora_of(module):
             raise ValueError(
@@ -91,26 +137,35 @@ def add_lora(
                 f"target {name!r} is a {type(module).__name__}, not an nn.Linear; "
                 f"nn.Linear modules are {linear_names}"
             )
+        check_rank(r, module.in_features, module.out_features)
     for name in targets:
         layer = modules[name]
         if method == "wrapper":
             parent_name, _, child = name.rpartition(".")
             parent = modules[parent_name] if parent_name else model
-            setattr(parent, child, LinearWithLoRA(layer, r, lora_alpha, init, use_rslora, dropout))
+            wrapper = LinearWithLoRA(
+                layer,
+                r,
+                lora_alpha=lora_alpha,
+                init_lora_weights=init_lora_weights,
+                use_rslora=use_rslora,
+                lora_dropout=lora_dropout,
+            )
+            setattr(parent, child, wrapper)
         else:
             w = layer.weight
             lora = LoRAParametrization(
                 layer.in_features,
                 layer.out_features,
                 r,
-                lora_alpha,
-                init,
-                use_rslora,
+                lora_alpha=lora_alpha,
+                init_lora_weights=init_lora_weights,
+                use_rslora=use_rslora,
                 device=w.device,
                 dtype=w.dtype,
             )
             parametrize.register_parametrization(layer, "weight", lora)
-    return list(targets)
+    return targets
 
 
 def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none") -> None:

@@ -45,7 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="none",
         help="which biases train with LoRA (the seed's wrapper run used 'all')",
     )
-    parser.add_argument("--init", choices=["gaussian", "kaiming"], default="gaussian")
+    parser.add_argument(
+        "--init-lora-weights",
+        choices=["normal", "kaiming", "gaussian"],
+        default="normal",
+        help="A's init: normal = N(0, 1), the tutorial's (default); kaiming = PEFT's default "
+        "(init_lora_weights=True); gaussian = PEFT's N(0, 1/r)",
+    )
     parser.add_argument("--rslora", action="store_true", help="scale by alpha / sqrt(r)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             bias=args.bias,
             seed=args.seed,
             progress=not args.no_progress,
-            init=args.init,
+            init_lora_weights=True if args.init_lora_weights == "kaiming" else args.init_lora_weights,
             use_rslora=args.rslora,
         )
     except ValueError as error:

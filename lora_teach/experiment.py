@@ -77,16 +77,20 @@ def finetune_lora(
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool = True,
+    init_lora_weights: bool | str = "normal",
     **lora_options,
 ) -> torch.nn.Module:
     """A copy of ``base`` with LoRA on every Linear, trained for ``num_steps`` on ``digits``.
 
     ``seed`` fixes the LoRA init and the data order: the same seed gives both
-    methods the same A and the same batches.
+    methods the same A and the same batches. ``init_lora_weights`` defaults to the
+    tutorial's N(0, 1); other keywords go to ``add_lora``.
     """
     model = copy.deepcopy(base)
     set_seed(seed)
-    add_lora(model, r=r, lora_alpha=lora_alpha, method=method, **lora_options)
+    add_lora(
+        model, r=r, lora_alpha=lora_alpha, method=method, init_lora_weights=init_lora_weights, **lora_options
+    )
     mark_only_lora_as_trainable(model, bias=bias)
     x, y = load_mnist("train", digits=digits)
     train(
@@ -122,6 +126,7 @@ def run_experiment(
     bias: str = "none",
     seed: int = 0,
     progress: bool = True,
+    init_lora_weights: bool | str = "normal",
     **lora_options,
 ) -> ExperimentResult:
     """Train the baseline (seed's recipe), fine-tune with LoRA on ``digits``, evaluate both."""
@@ -129,12 +134,22 @@ def run_experiment(
     counts = {}
     for mode in ("none", "all"):
         probe = DigitsNet(variant)
-        add_lora(probe, r=r, lora_alpha=lora_alpha, method=method, **lora_options)
+        add_lora(probe, r=r, lora_alpha=lora_alpha, method=method, **lora_options)  # counts only
         mark_only_lora_as_trainable(probe, bias=mode)
         counts[mode] = count_parameters(probe)
     base = train_baseline(variant, seed, progress=progress)
     tuned = finetune_lora(
-        base, digits, r, lora_alpha, method, bias, num_steps, seed=seed, progress=progress, **lora_options
+        base,
+        digits,
+        r,
+        lora_alpha,
+        method,
+        bias,
+        num_steps,
+        seed=seed,
+        progress=progress,
+        init_lora_weights=init_lora_weights,
+        **lora_options,
     )
     test = load_mnist("test")
     return ExperimentResult(

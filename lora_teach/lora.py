@@ -11,7 +11,21 @@ import math
 import torch
 from torch import nn
 
-INITS = ("gaussian", "kaiming")
+# What ``init_lora_weights`` accepts (PEFT's name): True = kaiming-uniform (PEFT's and loralib's
+# default), "gaussian" = N(0, 1/r) (PEFT's), "normal" = N(0, 1) (the tutorial's choice).
+INITS = (True, "gaussian", "normal")
+
+
+def check_init(init_lora_weights: bool | str) -> None:
+    """Raise a ValueError unless ``init_lora_weights`` is one of INITS (True is not 1)."""
+    if not any(
+        init_lora_weights is option or (isinstance(option, str) and init_lora_weights == option)
+        for option in INITS
+    ):
+        raise ValueError(
+            f'init_lora_weights must be True (kaiming-uniform, PEFT\'s default), "gaussian" (N(0, 1/r)) '
+            f'or "normal" (N(0, 1), the tutorial\'s), got {init_lora_weights!r}'
+        )
 
 
 def lora_scaling(r: int, lora_alpha: float, use_rslora: bool = False) -> float:
@@ -40,18 +54,18 @@ class LoRAFactors(nn.Module):
         in_features: int,
         out_features: int,
         r: int,
-        lora_alpha: float = 1.0,
-        init: str = "gaussian",
+        lora_alpha: float = 8.0,
+        init_lora_weights: bool | str = True,
         use_rslora: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         check_rank(r, in_features, out_features)
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        check_init(init_lora_weights)
         self.in_features, self.out_features, self.r = in_features, out_features, r
-        self.lora_alpha, self.use_rslora, self.init = lora_alpha, use_rslora, init
+        self.lora_alpha, self.use_rslora = lora_alpha, use_rslora
+        self.init_lora_weights = init_lora_weights
         self.scaling = lora_scaling(r, lora_alpha, use_rslora)
         self.enabled = True
         factory = {"device": device, "dtype": dtype}
@@ -60,9 +74,11 @@ class LoRAFactors(nn.Module):
         self.reset_lora_parameters()
 
     def reset_lora_parameters(self) -> None:
-        """gaussian: A ~ N(0, 1) (paper, seeds); kaiming: kaiming-uniform a=sqrt(5) (loralib, PEFT)."""
-        if self.init == "gaussian":
+        """A: kaiming-uniform a=sqrt(5) (True), N(0, 1/r) ("gaussian") or N(0, 1) ("normal"); B = 0."""
+        if self.init_lora_weights == "normal":
             nn.init.normal_(self.lora_A, mean=0.0, std=1.0)
+        elif self.init_lora_weights == "gaussian":
+            nn.init.normal_(self.lora_A, mean=0.0, std=1.0 / self.r)
         else:
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B)
@@ -94,7 +110,7 @@ class LoRAParametrization(LoRAFactors):
 class LinearWithLoRA(LoRAFactors):
     """An ``nn.Linear`` (kept as ``base_layer``) plus a low-rank update beside it.
 
-    ``forward(x)``: x (..., in) -> base_layer(x) + scaling * dropout(x) @ A.T @ B.T (..., out),
+    ``forward(x)``: x (..., in) -> base_layer(x) + scaling * lora_dropout(x) @ A.T @ B.T (..., out),
     without ever forming delta W. ``merge()`` adds delta W into the base weight
     (then the forward is the plain base layer); ``unmerge()`` takes it out again.
     """
@@ -103,35 +119,35 @@ class LinearWithLoRA(LoRAFactors):
         self,
         base_layer: nn.Linear,
         r: int,
-        lora_alpha: float = 1.0,
-        init: str = "gaussian",
+        lora_alpha: float = 8.0,
+        init_lora_weights: bool | str = True,
         use_rslora: bool = False,
-        dropout: float = 0.0,
+        lora_dropout: float = 0.0,
     ) -> None:
         if not isinstance(base_layer, nn.Linear):
             raise TypeError(f"base_layer must be an nn.Linear, got {type(base_layer).__name__}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not 0.0 <= lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {lora_dropout!r}")
         weight = base_layer.weight
         super().__init__(
             base_layer.in_features,
             base_layer.out_features,
             r,
             lora_alpha,
-            init,
+            init_lora_weights,
             use_rslora,
             device=weight.device,
             dtype=weight.dtype,
         )
         self.base_layer = base_layer
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_dropout = nn.Dropout(lora_dropout) if lora_dropout > 0 else nn.Identity()
         self.merged = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)
         if self.merged or not self.enabled:
             return out
-        return out + self.scaling * ((self.dropout(x) @ self.lora_A.T) @ self.lora_B.T)
+        return out + self.scaling * ((self.lora_dropout(x) @ self.lora_A.T) @ self.lora_B.T)
 
     @torch.no_grad()
     def merge(self) -> None:

@@ -51,19 +51,19 @@ def test_add_lora_adapts_every_linear_by_default_and_returns_their_names(method,
 
 @pytest.mark.parametrize("method", METHODS)
 def test_add_lora_adapts_only_the_named_targets(method, two_layer):
-    assert add_lora(two_layer, r=1, targets=["head"], method=method) == ["head"]
+    assert add_lora(two_layer, r=1, target_modules=["head"], method=method) == ["head"]
     assert [name for name, _ in lora_modules(two_layer)] == ["head"]
 
 
 def test_wrapper_method_replaces_the_module_and_keeps_the_original_as_base_layer(two_layer):
     head = two_layer.head
-    add_lora(two_layer, r=1, targets=["head"])
+    add_lora(two_layer, r=1, target_modules=["head"])
     assert isinstance(two_layer.head, LinearWithLoRA)
     assert two_layer.head.base_layer is head
 
 
 def test_parametrize_method_registers_on_the_weight(two_layer):
-    add_lora(two_layer, r=1, targets=["head"], method="parametrize")
+    add_lora(two_layer, r=1, target_modules=["head"], method="parametrize")
     assert parametrize.is_parametrized(two_layer.head, "weight")
 
 
@@ -80,7 +80,7 @@ def test_seed_trainable_counts_on_digitsnet():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_bias_lora_only_trains_the_biases_of_adapted_layers(method, two_layer):
-    add_lora(two_layer, r=1, targets=["head"], method=method)
+    add_lora(two_layer, r=1, target_modules=["head"], method=method)
     mark_only_lora_as_trainable(two_layer, bias="lora_only")
     trainable = {n for n, p in two_layer.named_parameters() if p.requires_grad}
     assert {n.rpartition(".")[2] for n in trainable} == {"lora_A", "lora_B", "bias"}
@@ -190,7 +190,7 @@ def test_loading_an_adapter_of_another_rank_names_the_shapes():
 def test_loading_an_adapter_with_missing_and_unexpected_layers_names_them():
     state = lora_state_dict(adapted("wrapper"))
     model = TwoLayer()
-    add_lora(model, r=2, lora_alpha=2.0, targets=["head"])
+    add_lora(model, r=2, lora_alpha=2.0, target_modules=["head"])
     with pytest.raises(ValueError, match="unexpected key 'encoder.0.lora_A'"):
         load_lora_state_dict(model, state)
     del state["head.lora_B"]
@@ -226,19 +226,72 @@ def test_loading_into_a_merged_adapter_is_refused():
 def test_missing_target_is_named_with_the_available_linears(two_layer):
     with pytest.raises(
         ValueError,
-        match=r"target 'decoder' is not a module of the model; nn.Linear modules are \['encoder.0', 'head'\]",
+        match=r"entry 'decoder' matches no module; nn.Linear modules are \['encoder.0', 'head'\]",
     ):
-        add_lora(two_layer, r=1, targets=["decoder"])
+        add_lora(two_layer, r=1, target_modules=["decoder"])
+
+
+def test_regex_target_that_matches_nothing_is_named(two_layer):
+    with pytest.raises(ValueError, match=r"'dec.\*' \(a regular expression for the whole name\) matches no"):
+        add_lora(two_layer, r=1, target_modules="dec.*")
+
+
+def test_target_list_matches_a_suffix_after_a_dot_like_peft():
+    blocks = nn.ModuleDict(
+        {
+            f"block{i}": nn.ModuleDict(
+                {"q_proj": nn.Linear(4, 4), "k_proj": nn.Linear(4, 4), "v_proj": nn.Linear(4, 4)}
+            )
+            for i in range(2)
+        }
+    )
+    adapted = add_lora(blocks, r=1, target_modules=["q_proj", "v_proj"])
+    assert adapted == ["block0.q_proj", "block0.v_proj", "block1.q_proj", "block1.v_proj"]
+
+
+def test_target_list_does_not_match_a_partial_word():
+    model = nn.ModuleDict({"xq_proj": nn.Linear(4, 4), "q_proj": nn.Linear(4, 4)})
+    assert add_lora(model, r=1, target_modules=["q_proj"]) == ["q_proj"]
+
+
+def test_target_regex_must_match_the_whole_name():
+    model = nn.ModuleDict({"q_proj": nn.Linear(4, 4), "q_proj2": nn.Linear(4, 4), "k": nn.Linear(4, 4)})
+    assert add_lora(model, r=1, target_modules=r"q_proj") == ["q_proj"]
+
+
+def test_targets_given_as_a_generator_are_all_adapted(two_layer):
+    assert add_lora(two_layer, r=1, target_modules=(n for n in ["head", "encoder.0"])) == [
+        "encoder.0",
+        "head",
+    ]
+
+
+def test_duplicate_targets_adapt_a_layer_once(two_layer):
+    assert add_lora(two_layer, r=1, target_modules=["head", "head"]) == ["head"]
+    assert isinstance(two_layer.head, LinearWithLoRA)
+    assert isinstance(two_layer.head.base_layer, nn.Linear)
+
+
+def test_a_bare_linear_as_the_model_is_refused():
+    with pytest.raises(TypeError, match="model is a bare nn.Linear"):
+        add_lora(nn.Linear(4, 4), r=1)
+
+
+def test_add_lora_takes_its_options_by_keyword_only(two_layer):
+    with pytest.raises(TypeError):
+        add_lora(two_layer, 1, 2.0)
 
 
 def test_target_that_is_not_linear_is_refused(two_layer):
     with pytest.raises(TypeError, match="target 'encoder.1' is a ReLU, not an nn.Linear"):
-        add_lora(two_layer, r=1, targets=["encoder.1"])
+        add_lora(two_layer, r=1, target_modules=["encoder.1"])
 
 
-def test_targets_given_as_one_string_is_refused(two_layer):
-    with pytest.raises(TypeError, match="targets must be a list of module names"):
-        add_lora(two_layer, r=1, targets="head")
+def test_target_modules_of_other_types_are_refused(two_layer):
+    with pytest.raises(
+        TypeError, match="target_modules must be None, a regular expression, or a non-empty list"
+    ):
+        add_lora(two_layer, r=1, target_modules=[1, 2])
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -246,7 +299,7 @@ def test_targets_given_as_one_string_is_refused(two_layer):
 def test_adding_lora_twice_to_a_layer_is_refused(method, second, two_layer):
     add_lora(two_layer, r=1, method=method)
     with pytest.raises(ValueError, match="already has a LoRA adapter"):
-        add_lora(two_layer, r=1, method=second, targets=["head"])
+        add_lora(two_layer, r=1, method=second, target_modules=["head"])
     with pytest.raises(ValueError, match="already has a LoRA adapter"):
         add_lora(two_layer, r=1, method=second)
 
@@ -263,8 +316,8 @@ def test_unknown_method_is_refused(two_layer):
 
 
 def test_dropout_with_parametrize_is_refused(two_layer):
-    with pytest.raises(ValueError, match="use method='wrapper' for dropout > 0"):
-        add_lora(two_layer, r=1, method="parametrize", dropout=0.1)
+    with pytest.raises(ValueError, match="use method='wrapper' for lora_dropout > 0"):
+        add_lora(two_layer, r=1, method="parametrize", lora_dropout=0.1)
 
 
 def test_unknown_bias_mode_is_refused(two_layer):

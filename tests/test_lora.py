@@ -36,18 +36,20 @@ def test_factor_shapes_follow_loralib_convention():
     assert layer.delta_weight.shape == layer.base_layer.weight.shape
 
 
-@given(layer_and_rank(), st.sampled_from(["gaussian", "kaiming"]), st.booleans())
+@given(layer_and_rank(), st.sampled_from([True, "gaussian", "normal"]), st.booleans())
 def test_fresh_adapter_leaves_output_unchanged(case, init, use_rslora):
     d_in, d_out, r, seed = case
     torch.manual_seed(seed)
     base = nn.Linear(d_in, d_out)
     x = torch.randn(4, d_in)
     expected = base(x)
-    wrapped = LinearWithLoRA(base, r, lora_alpha=3.0, init=init, use_rslora=use_rslora)
+    wrapped = LinearWithLoRA(base, r, lora_alpha=3.0, init_lora_weights=init, use_rslora=use_rslora)
     assert torch.equal(wrapped(x), expected)
     param = nn.Linear(d_in, d_out)
     param.load_state_dict(base.state_dict())
-    parametrize.register_parametrization(param, "weight", LoRAParametrization(d_in, d_out, r, 3.0, init))
+    parametrize.register_parametrization(
+        param, "weight", LoRAParametrization(d_in, d_out, r, 3.0, init_lora_weights=init)
+    )
     assert torch.equal(param(x), expected)
 
 
@@ -117,15 +119,31 @@ def test_scaling_is_alpha_over_r_or_alpha_over_sqrt_r(r, alpha, rs, expected):
     assert LoRAParametrization(10, 10, r, alpha, use_rslora=rs).scaling == pytest.approx(expected)
 
 
-def test_gaussian_init_draws_a_from_a_unit_normal_and_zeroes_b():
+def test_normal_init_draws_a_from_a_unit_normal_and_zeroes_b():
     torch.manual_seed(0)
-    lora = LoRAParametrization(2000, 50, 8, init="gaussian")
+    lora = LoRAParametrization(2000, 50, 8, init_lora_weights="normal")
     assert lora.lora_A.std().item() == pytest.approx(1.0, abs=0.02)
     assert torch.count_nonzero(lora.lora_B) == 0
 
 
+def test_gaussian_init_is_peft_normal_with_std_one_over_r():
+    torch.manual_seed(0)
+    lora = LoRAParametrization(2000, 50, 8, init_lora_weights="gaussian")
+    assert lora.lora_A.std().item() == pytest.approx(1 / 8, rel=0.02)
+    assert torch.count_nonzero(lora.lora_B) == 0
+
+
+def test_default_init_is_kaiming_uniform_like_peft():
+    torch.manual_seed(0)
+    default = LoRAParametrization(100, 50, 8)
+    torch.manual_seed(0)
+    explicit = LoRAParametrization(100, 50, 8, init_lora_weights=True)
+    assert torch.equal(default.lora_A, explicit.lora_A)
+    assert default.lora_alpha == 8.0
+
+
 def test_kaiming_init_stays_within_the_kaiming_uniform_bound():
-    lora = LoRAParametrization(100, 50, 8, init="kaiming")
+    lora = LoRAParametrization(100, 50, 8, init_lora_weights=True)
     bound = 1 / math.sqrt(100)  # kaiming_uniform with a=sqrt(5): gain*sqrt(3/fan_in) = 1/sqrt(fan_in)
     assert lora.lora_A.abs().max().item() <= bound + 1e-6
     assert lora.lora_A.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
@@ -148,7 +166,7 @@ def test_wrapper_never_forms_delta_w_in_forward(monkeypatch):
 
 def test_dropout_applies_only_to_the_lora_path():
     torch.manual_seed(0)
-    layer = LinearWithLoRA(nn.Linear(5, 5), r=2, dropout=0.5)
+    layer = LinearWithLoRA(nn.Linear(5, 5), r=2, lora_dropout=0.5)
     randomize_factors(layer, 0)
     x = torch.randn(8, 5)
     layer.eval()
@@ -167,9 +185,10 @@ def test_rank_outside_the_layer_is_refused_with_the_limit(r):
         LinearWithLoRA(nn.Linear(3, 5), r=r)
 
 
-def test_unknown_init_is_refused():
-    with pytest.raises(ValueError, match="init must be one of"):
-        LoRAParametrization(4, 4, 1, init="zeros")
+@pytest.mark.parametrize("init", ["zeros", "kaiming", 1, False, None])
+def test_unknown_init_is_refused(init):
+    with pytest.raises(ValueError, match="init_lora_weights must be True"):
+        LoRAParametrization(4, 4, 1, init_lora_weights=init)
 
 
 def test_wrapping_something_other_than_linear_is_refused():
@@ -179,8 +198,8 @@ def test_wrapping_something_other_than_linear_is_refused():
 
 @pytest.mark.parametrize("p", [-0.1, 1.0])
 def test_dropout_outside_zero_one_is_refused(p):
-    with pytest.raises(ValueError, match="dropout must be in"):
-        LinearWithLoRA(nn.Linear(3, 3), r=1, dropout=p)
+    with pytest.raises(ValueError, match="lora_dropout must be in"):
+        LinearWithLoRA(nn.Linear(3, 3), r=1, lora_dropout=p)
 
 
 def test_merging_twice_is_refused():

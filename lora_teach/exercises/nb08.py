@@ -12,7 +12,7 @@ from lora_teach.exercises import Incorrect, Question, call_student
 def _check_lora_plus_groups(lora_plus_groups) -> str:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
-    add_lora(model, r=2)
+    add_lora(model, r=2, lora_alpha=1.0, init_lora_weights="normal")
     mark_only_lora_as_trainable(model)
     groups = call_student(lora_plus_groups, model, 1e-3, 16.0, name="lora_plus_groups")
     groups = list(groups) if isinstance(groups, (list, tuple)) else groups
