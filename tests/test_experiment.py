@@ -71,3 +71,21 @@ def test_cli_rejects_bad_digits_with_a_message(capsys):
 def test_cli_rejects_a_digit_out_of_range_before_training(capsys):
     assert main(["experiment", "--digits", "2,12", "--no-progress"]) == 2
     assert "digits must be a non-empty list of integers 0-9" in capsys.readouterr().err
+
+
+def test_baseline_trains_on_one_thread_and_restores_the_callers_count(monkeypatch):
+    """Thread count changes float sums; the baseline is trained on one thread so it never depends on it."""
+    import lora_teach.experiment as experiment
+
+    seen = []
+    monkeypatch.setattr(
+        experiment, "load_mnist", lambda split: (torch.zeros(20, 784), torch.zeros(20).long())
+    )
+    monkeypatch.setattr(experiment, "train", lambda *args, **kwargs: seen.append(torch.get_num_threads()))
+    torch.set_num_threads(2)
+    try:
+        experiment.train_baseline("corrected", seed=3, progress=False)
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
