@@ -1,6 +1,7 @@
 """The notebook 01 exercises: reference answers pass, typical mistakes fail with a named variable,
 placeholders report "Not attempted yet"."""
 
+import pytest
 import torch
 
 from lora_teach.exercises import ____, nb01
@@ -90,14 +91,37 @@ def test_q4_reference_answer_passes(capsys):
     assert ok and out.startswith("Correct")
 
 
-def test_q4_forgetting_the_squares_fails_with_an_explanation(capsys):
-    ok, out = check(nb01.q4, lambda S, r: S[r:].sum().item(), capsys=capsys)
-    assert not ok and "sum of their squares" in out
+def test_q4_accepts_a_tensor_result(capsys):
+    ok, _ = check(nb01.q4, lambda S, r: S[r:].norm(), capsys=capsys)
+    assert ok
 
 
-def test_q4_spectral_error_fails_with_an_explanation(capsys):
-    ok, out = check(nb01.q4, lambda S, r: S[r].item() if r < len(S) else 0.0, capsys=capsys)
-    assert not ok and "spectral-norm" in out
+@pytest.mark.parametrize(
+    "slip, words",
+    [
+        (lambda S, r: S[r:].sum().item(), "sum of their squares"),
+        (lambda S, r: (S[r:] ** 2).sum().item(), "take its square root"),
+        (lambda S, r: S[r].item() if r < len(S) else 0.0, "spectral-norm"),
+        (lambda S, r: (S[r + 1 :] ** 2).sum().sqrt().item(), "S[r]"),
+        (lambda S, r: (S[:r] ** 2).sum().sqrt().item(), "r kept singular values"),
+        (lambda S, r: ((S[r:] ** 2).sum().sqrt() / S.norm()).item(), "relative"),
+    ],
+)
+def test_q4_each_typical_slip_gets_its_own_explanation(capsys, slip, words):
+    ok, out = check(nb01.q4, slip, capsys=capsys)
+    assert not ok and "`error_from_singular_values`" in out and words in out
+
+
+def test_q4_an_unrecognised_wrong_answer_says_too_high_or_low_without_the_value(capsys):
+    ok, out = check(nb01.q4, lambda S, r: 100.0, capsys=capsys)
+    assert not ok and "too high" in out and "4.58" not in out and "3.16" not in out
+    ok, out = check(nb01.q4, lambda S, r: 0.001, capsys=capsys)
+    assert not ok and "too low" in out
+
+
+def test_q4_a_non_number_is_named(capsys):
+    ok, out = check(nb01.q4, lambda S, r: "small", capsys=capsys)
+    assert not ok and "should return a number" in out
 
 
 def test_q4_placeholder_is_not_attempted(capsys):
