@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 MEAN, STD = 0.1307, 0.3081
-SEED_MEAN = 0.1301  # the value the MNIST tutorial typed; see the errata
+TUTORIAL_MEAN = 0.1301  # the value the MNIST tutorial typed; see the errata
+SEED_MEAN = TUTORIAL_MEAN  # the older name, kept for code written against it
 FILES = {  # name -> (bytes, md5 of the uncompressed file)
     "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
     "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
@@ -239,7 +240,7 @@ def torchvision_mnist(
     split: str = "train", mean: float = MEAN, std: float = STD, digits: Sequence[int] | None = None
 ):
     """The seed's path: ``torchvision.datasets.MNIST`` with per-sample ToTensor and
-    Normalize (pass ``mean=SEED_MEAN`` for the seed's exact transform)."""
+    Normalize (pass ``mean=TUTORIAL_MEAN`` for the tutorial's exact transform)."""
     from torchvision import datasets, transforms
 
     if split not in SPLITS:

@@ -63,10 +63,15 @@ def per_digit_bars(
 
 
 def lora_diagram(
-    d: int = 256, k: int = 784, r: int = 4, lora_alpha: float = 8, ax: plt.Axes | None = None
+    d: int | str = "d",
+    k: int | str = "k",
+    r: int | str = "r",
+    lora_alpha: float | None = None,
+    ax: plt.Axes | None = None,
 ) -> plt.Axes:
     """The LoRA picture for one layer W0 (d x k): x (k numbers) goes through the frozen W0 and, beside it,
-    down through A (r x k) and up through B (d x r), scaled by lora_alpha / r; the two paths add to h (d)."""
+    down through A (r x k) and up through B (d x r), scaled by lora_alpha / r; the two paths add to h (d).
+    Sizes may be numbers or letters (the default: the paper's d, k, r); ``lora_alpha`` None shows α/r only."""
     from matplotlib.patches import FancyArrowPatch, Polygon, Rectangle
 
     ax = ax or plt.subplots(figsize=(9, 4.2))[1]
@@ -96,7 +101,8 @@ def lora_diagram(
     ax.text(5.4, 1.3, f"B\n{d} × {r}", ha="center", va="center", fontsize=10)
     ax.text(4.25, 0.45, f"{r} numbers", ha="center", va="center", fontsize=9, color="dimgray")
     ax.add_patch(Rectangle((6.6, 0.8), 1.2, 1.0, facecolor="white", edgecolor=trained, lw=2))
-    ax.text(7.2, 1.3, f"× α/r\n= {lora_alpha:g}/{r}", ha="center", va="center", fontsize=9)
+    scale = "× α/r" if lora_alpha is None else f"× α/r\n= {lora_alpha:g}/{r}"
+    ax.text(7.2, 1.3, scale, ha="center", va="center", fontsize=9)
     # sum
     ax.add_patch(plt.Circle((8.7, 3.0), 0.3, facecolor="white", edgecolor="black", lw=1.2))
     ax.text(8.7, 3.0, "+", ha="center", va="center", fontsize=14)

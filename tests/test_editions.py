@@ -228,9 +228,9 @@ def test_guide_lists_goals_run_time_and_answers_of_every_notebook():
     for path in NOTEBOOKS:
         assert f"`notebooks/{path.name}`" in guide
     if any(p.name.startswith("00_") for p in NOTEBOOKS):
-        assert "### nb00.q1: q1 count the numbers" in guide
-        assert "lora_numbers = 100 * 5 + 5 * 100" in guide
-        assert "> A 100 x 100 matrix holds" in guide
+        assert "### nb00.q1: q1 numbers in one image" in guide
+        assert "pixels_per_image = 28 * 28" in guide
+        assert "> An MNIST image is a grid of 28 by 28" in guide
         assert re.search(rf"^{re.escape(RUN_TIME_PREFIX)}about \d", guide, flags=re.MULTILINE)
 
 

@@ -66,46 +66,10 @@ q2 = Question(
     solution="full_params = 512 * 768\nlora_params = 512 * 8 + 8 * 768  # r * (d + k)",
 )
 
-# q3: the best rank-r approximation from the SVD
+# q3: the error of the best rank-r approximation from the singular values alone
 
 
-def _check_q3(best_rank_r) -> str:
-    generator = torch.Generator().manual_seed(3)
-    for m, n, r in [(6, 4, 2), (5, 9, 1), (8, 8, 3), (7, 3, 3), (4, 6, 0)]:
-        M = torch.randn(m, n, generator=generator, dtype=torch.float64)
-        got = call_student(best_rank_r, M, r, name="best_rank_r")
-        if not isinstance(got, torch.Tensor):
-            raise Incorrect(f"`best_rank_r` should return a tensor, got {type(got).__name__}")
-        expected = low_rank_approximation(M, r)
-        if got.shape != M.shape and got.shape in ((m, r), (r, n)):
-            raise Incorrect(
-                "`best_rank_r` returned one factor; multiply U_r * S_r by Vh_r to get an (m, n) matrix"
-            )
-        expect_close(
-            "best_rank_r(M, r)", got, expected, rtol=1e-4, atol=1e-6, context=f"for M {m}x{n}, r={r}"
-        )
-    return "keeping the r largest singular triples is the best rank-r approximation (Eckart-Young)."
-
-
-q3 = Question(
-    "q3 best rank-r approximation",
-    _check_q3,
-    hints=[
-        "torch.linalg.svd(M, full_matrices=False) gives U, S, Vh with M = U @ diag(S) @ Vh, S sorted largest first.",
-        "Keep the first r columns of U, the first r values of S and the first r rows of Vh: "
-        "(U[:, :r] * S[:r]) @ Vh[:r].",
-    ],
-    solution=(
-        "def best_rank_r(M, r):\n"
-        "    U, S, Vh = torch.linalg.svd(M, full_matrices=False)\n"
-        "    return (U[:, :r] * S[:r]) @ Vh[:r]"
-    ),
-)
-
-# q4: the error of the best rank-r approximation from the singular values alone
-
-
-def _q4_number(got) -> float:
+def _q3_number(got) -> float:
     if isinstance(got, torch.Tensor):
         if got.numel() != 1:
             raise Incorrect(
@@ -121,7 +85,7 @@ def _q4_number(got) -> float:
 
 
 # Typical slips, each a formula that a wrong answer matches on every case, and what to say about it.
-_Q4_SLIPS = [
+_Q3_SLIPS = [
     (
         lambda S, r: S[r:].sum(),
         "adds the discarded singular values; the Frobenius error is the square root of the sum of their squares",
@@ -150,7 +114,7 @@ _Q4_SLIPS = [
 ]
 
 
-def _check_q4(error_from_singular_values) -> str:
+def _check_q3(error_from_singular_values) -> str:
     cases = [
         (torch.tensor([5.0, 3.0, 2.0, 1.0], dtype=torch.float64), 1),
         (torch.tensor([5.0, 3.0, 2.0, 1.0], dtype=torch.float64), 2),
@@ -161,11 +125,11 @@ def _check_q4(error_from_singular_values) -> str:
     answers = []
     for S, r in cases:
         got = call_student(error_from_singular_values, S.clone(), r, name="error_from_singular_values")
-        answers.append(_q4_number(got))
+        answers.append(_q3_number(got))
     expected = [math.sqrt((S[r:] ** 2).sum().item()) for S, r in cases]
     if all(math.isclose(a, e, rel_tol=1e-6, abs_tol=1e-9) for a, e in zip(answers, expected)):
         return "the Frobenius error is sqrt(s_{r+1}^2 + s_{r+2}^2 + ...), known before computing M_r."
-    for slip, message in _Q4_SLIPS:
+    for slip, message in _Q3_SLIPS:
         slipped = [float(slip(S, r)) for S, r in cases]
         if all(math.isclose(a, e, rel_tol=1e-6, abs_tol=1e-9) for a, e in zip(answers, slipped)):
             raise Incorrect(f"`error_from_singular_values` {message}")
@@ -179,14 +143,50 @@ def _check_q4(error_from_singular_values) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-q4 = Question(
-    "q4 error from singular values",
-    _check_q4,
+q3 = Question(
+    "q3 error from singular values",
+    _check_q3,
     hints=[
         "Which singular values are thrown away when you keep the r largest? S is sorted largest first.",
         "Square the discarded values S[r:], add them up, and take the square root.",
     ],
     solution=("def error_from_singular_values(S, r):\n    return torch.sqrt((S[r:] ** 2).sum()).item()"),
+)
+
+# q4: the best rank-r approximation from the SVD
+
+
+def _check_q4(best_rank_r) -> str:
+    generator = torch.Generator().manual_seed(3)
+    for m, n, r in [(6, 4, 2), (5, 9, 1), (8, 8, 3), (7, 3, 3), (4, 6, 0)]:
+        M = torch.randn(m, n, generator=generator, dtype=torch.float64)
+        got = call_student(best_rank_r, M, r, name="best_rank_r")
+        if not isinstance(got, torch.Tensor):
+            raise Incorrect(f"`best_rank_r` should return a tensor, got {type(got).__name__}")
+        expected = low_rank_approximation(M, r)
+        if got.shape != M.shape and got.shape in ((m, r), (r, n)):
+            raise Incorrect(
+                "`best_rank_r` returned one factor; multiply U_r * S_r by Vh_r to get an (m, n) matrix"
+            )
+        expect_close(
+            "best_rank_r(M, r)", got, expected, rtol=1e-4, atol=1e-6, context=f"for M {m}x{n}, r={r}"
+        )
+    return "keeping the r largest singular triples is the best rank-r approximation (Eckart-Young)."
+
+
+q4 = Question(
+    "q4 best rank-r approximation",
+    _check_q4,
+    hints=[
+        "torch.linalg.svd(M, full_matrices=False) gives U, S, Vh with M = U @ diag(S) @ Vh, S sorted largest first.",
+        "Keep the first r columns of U, the first r values of S and the first r rows of Vh: "
+        "(U[:, :r] * S[:r]) @ Vh[:r].",
+    ],
+    solution=(
+        "def best_rank_r(M, r):\n"
+        "    U, S, Vh = torch.linalg.svd(M, full_matrices=False)\n"
+        "    return (U[:, :r] * S[:r]) @ Vh[:r]"
+    ),
 )
 
 __all__ = ["Q1_MATRIX", "q1", "q2", "q3", "q4"]
