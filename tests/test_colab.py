@@ -117,3 +117,12 @@ def test_sync_script_rewrites_only_the_first_code_cells_source_and_tags(tmp_path
     once = path.read_bytes()
     assert "already" in subprocess.run(command, check=True, capture_output=True, text=True).stdout
     assert path.read_bytes() == once
+
+
+def test_jupyterlab_is_the_lab_extra_not_a_base_dependency():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(r.startswith("jupyterlab") for r in project["dependencies"]), project["dependencies"]
+    assert project["optional-dependencies"]["lab"] == ["jupyterlab>=4"]
+    assert '".[test,lab]"' in (ROOT / ".ci" / "run").read_text()  # tests/test_jupyterlab.py needs it
+    assert "jupyterlab" in (ROOT / "environment.yml").read_text()
