@@ -244,11 +244,20 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike, *, method: str = "
     existing = list(lora_modules(model))
     if existing:
         names = [name for name, _ in existing]
-        wrong_init = [n for n, lora in existing if (lora.init_lora_weights == "pissa") != (init == "pissa")]
-        if wrong_init:
+        problems = [
+            f"{name}: the adapter has {field}={wanted!r}, the model's layer {have!r}"
+            for name, lora in existing
+            for field, wanted, have in (
+                ("use_dora", use_dora, lora.use_dora),
+                ("use_rslora", use_rslora, lora.use_rslora),
+                ("init_lora_weights='pissa'", init == "pissa", lora.init_lora_weights == "pissa"),
+            )
+            if wanted != have
+        ]
+        if problems:
             raise ValueError(
-                f"the adapter was made with init_lora_weights={init!r}, the model's adapters of {wrong_init} "
-                "were not (PiSSA changes the frozen weight); load it into a model without adapters"
+                "the adapter does not fit this model's adapters (load it into a model without adapters "
+                "instead):\n  " + "\n  ".join(problems)
             )
         layers = {n: (lora.in_features, lora.out_features) for n, lora in existing}
     else:
