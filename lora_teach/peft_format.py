@@ -228,7 +228,8 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike, *, method: str = "
     A model without adapters gets the ones the config names (``add_lora`` with its r, lora_alpha,
     patterns, DoRA, rsLoRA, dropout; PiSSA re-splits the weight as PEFT does). A model with adapters
     must match the config and the file exactly. Everything is checked first; nothing changes when
-    anything does not fit. Returns the adapted layer names.
+    anything does not fit. With ``method="parametrize"`` the config's ``lora_dropout`` is not used
+    (a parametrization never sees x). Returns the adapted layer names.
     """
     folder = Path(folder)
     config = read_adapter_config(folder)
