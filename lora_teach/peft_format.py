@@ -15,7 +15,6 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lora_teach.adapters import (
@@ -176,6 +175,8 @@ def save_adapter(
     Refuses a folder that exists and is not empty unless ``overwrite=True`` (which replaces only
     these two files). The files are written whole, then moved into place. Returns the folder.
     """
+    from safetensors.torch import save_file  # a base dependency; imported here so lora_teach imports fast
+
     folder = Path(folder)
     config = adapter_config(model, bias)
     tensors = _to_peft_keys(model, lora_state_dict(model, bias))
@@ -231,6 +232,8 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike, *, method: str = "
     anything does not fit. With ``method="parametrize"`` the config's ``lora_dropout`` is not used
     (a parametrization never sees x). Returns the adapted layer names.
     """
+    from safetensors.torch import load_file
+
     folder = Path(folder)
     config = read_adapter_config(folder)
     weights = folder / WEIGHTS_NAME
