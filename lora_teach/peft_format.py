@@ -79,13 +79,9 @@ def adapter_config(model: nn.Module, bias: str = "none") -> dict:
         lora.lora_dropout.p if isinstance(lora, LinearWithLoRA) and hasattr(lora.lora_dropout, "p") else 0.0
         for _, lora in found
     ]
+    # "normal" (ours only) is written as True: once the weights are loaded the init no longer matters
     inits = [
-        "pissa"
-        if lora.init_lora_weights == "pissa"
-        else "gaussian"
-        if lora.init_lora_weights == "gaussian"
-        else True
-        for _, lora in found
+        lo.init_lora_weights if lo.init_lora_weights in ("pissa", "gaussian") else True for _, lo in found
     ]
     for field, values in (
         ("use_dora", [lora.use_dora for _, lora in found]),
