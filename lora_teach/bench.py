@@ -894,11 +894,11 @@ def _check_plot_path(path: str) -> None:
     """Refuse a plot path matplotlib cannot save to, before anything is measured."""
     from matplotlib.figure import Figure
 
+    check_output_file(path, "--plot")
     formats = Figure().canvas.get_supported_filetypes()
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in formats:
         raise OutputError(f"--plot {path}: give a file name ending in .png (or {', '.join(sorted(formats))})")
-    check_output_file(path, "--plot")
 
 
 def run(args: argparse.Namespace) -> int:
