@@ -122,3 +122,8 @@ def test_check_result_is_truthy_compares_to_bools_and_shows_nothing_in_ipython()
     assert CheckResult(False) == False  # noqa: E712
     assert repr(CheckResult(True)) == "True"
     assert CheckResult(True)._ipython_display_() is None
+
+
+def test_a_number_just_off_the_answer_is_shown_in_full_not_rounded_to_it(capsys):
+    assert not rank.check(2.000001)
+    assert "you gave 2.000001" in capsys.readouterr().out

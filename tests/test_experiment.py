@@ -1,5 +1,6 @@
 """The seed's experiment: cached baselines, the LoRA fine-tune, and the CLI that runs it."""
 
+import pytest
 import torch
 
 from lora_teach import experiment, lora_modules
@@ -58,19 +59,31 @@ def test_cli_experiment_reproduces_the_seed_counts_and_prints_a_table(capsys):
     assert 85.0 <= before <= 92.0, f"the seed's network should land near 89 %, got {before} %"
 
 
+def _refused(argv: list[str], capsys) -> str:
+    """The one-line error of a command line argparse refuses (exit status 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
 def test_cli_rejects_a_bad_rank_with_a_message(capsys):
-    assert main(["experiment", "--rank", "0", "--iterations", "1", "--no-progress"]) == 2
+    assert "--rank/-r: expected a positive integer, got '0'" in _refused(
+        ["experiment", "--rank", "0"], capsys
+    )
+
+
+def test_cli_rejects_a_rank_too_large_for_digitsnet_before_training(capsys):
+    assert main(["experiment", "--rank", "11", "--iterations", "1", "--no-progress"]) == 2
     assert "r must be an integer between 1 and" in capsys.readouterr().err
 
 
 def test_cli_rejects_bad_digits_with_a_message(capsys):
-    assert main(["experiment", "--digits", "two,three"]) == 2
-    assert "--digits must be a comma-separated list" in capsys.readouterr().err
+    assert "--digits: expected digits 0-9" in _refused(["experiment", "--digits", "two,three"], capsys)
 
 
 def test_cli_rejects_a_digit_out_of_range_before_training(capsys):
-    assert main(["experiment", "--digits", "2,12", "--no-progress"]) == 2
-    assert "digits must be a non-empty list of integers 0-9" in capsys.readouterr().err
+    assert "--digits: expected digits 0-9" in _refused(["experiment", "--digits", "2,12"], capsys)
 
 
 def test_baseline_trains_on_one_thread_and_restores_the_callers_count(monkeypatch):

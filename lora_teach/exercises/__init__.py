@@ -128,7 +128,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
 
 
-def _how_far(name: str, where: str, got: float, expected: float) -> str:
+def _how_far(name: str, where: str, got: int | float, expected: float) -> str:
     """Why ``got`` is not ``expected``, without saying ``expected``."""
     if not math.isfinite(got):
         return f"`{name}`{where} is {got}, not a finite number"
@@ -141,7 +141,8 @@ def _how_far(name: str, where: str, got: float, expected: float) -> str:
                 "`.hint()` gives a nudge"
             )
     side = "too high" if got > expected else "too low"
-    return f"`{name}`{where} is {side} (you gave {got:,.6g}); `.hint()` gives a nudge"
+    shown = f"{got:,}" if isinstance(got, int) else f"{got:.12g}"
+    return f"`{name}`{where} is {side} (you gave {shown}); `.hint()` gives a nudge"
 
 
 def expect_equal(name: str, got: Any, expected: Any, context: str = "") -> None:
