@@ -102,3 +102,40 @@ def test_baseline_trains_on_one_thread_and_restores_the_callers_count(monkeypatc
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def _tiny_baseline(monkeypatch):
+    import lora_teach.experiment as experiment
+
+    monkeypatch.setattr(
+        experiment, "load_mnist", lambda split: (torch.zeros(20, 784), torch.zeros(20).long())
+    )
+
+
+def test_saved_baseline_checkpoint_gets_the_umask_mode(monkeypatch, tmp_path):
+    import os
+
+    _tiny_baseline(monkeypatch)
+    monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path))
+    old = os.umask(0o022)
+    try:
+        experiment.pretrained_digitsnet("corrected", seed=5, progress=False)
+    finally:
+        os.umask(old)
+    (saved,) = tmp_path.glob("*.pt")
+    assert saved.stat().st_mode & 0o777 == 0o644
+
+
+def test_failed_checkpoint_save_leaves_no_temporary_file(monkeypatch, tmp_path):
+    import lora_teach.experiment as experiment
+
+    _tiny_baseline(monkeypatch)
+    monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path))
+
+    def broken_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(experiment.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        experiment.pretrained_digitsnet("corrected", seed=6, progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -18,17 +18,17 @@ from lora_teach.editions import student_notebook
 NAME = "00_welcome_and_setup.ipynb"  # named as a course notebook, but small: two nb00 questions
 Q1 = """\
 # BEGIN SOLUTION
-lora_numbers = 100 * 5 + 5 * 100
+pixels_per_image = 28 * 28
 # END SOLUTION
-nb00.q1.check(lora_numbers)"""
+nb00.q1.check(pixels_per_image)"""
 Q2 = """\
-def count_lora_numbers(d, k, r):
+def ink_fraction(image):
     # BEGIN SOLUTION
-    return d * r + r * k
+    return (image > 0).float().mean().item()
     # END SOLUTION
 
 
-nb00.q2.check(count_lora_numbers)"""
+nb00.q2.check(ink_fraction)"""
 
 
 def _notebook(*sources: str) -> nbformat.NotebookNode:
@@ -110,13 +110,13 @@ def test_grading_a_class_records_each_outcome_and_takes_about_four_runs(tmp_path
         ("dave", "nb00.q1"): "correct",
         ("dave", "nb00.q2"): "timeout",
     }
-    assert rows[("carol", "nb00.q1")]["feedback"].startswith("Incorrect (q1 count the numbers)")
+    assert rows[("carol", "nb00.q1")]["feedback"].startswith("Incorrect (q1 numbers in one image)")
     assert f"time limit of {timeout} s" in rows[("dave", "nb00.q2")]["feedback"]
-    assert rows[("alice", "nb00.q1")]["title"] == "q1 count the numbers"
+    assert rows[("alice", "nb00.q1")]["title"] == "q1 numbers in one image"
 
     summary = (tmp_path / "grades_feedback" / "carol.md").read_text()
     assert "# Feedback for carol" in summary and "1 of 2 exercises correct" in summary
-    assert "| q1 count the numbers | incorrect | Incorrect (q1 count the numbers)" in summary
+    assert "| q1 numbers in one image | incorrect | Incorrect (q1 numbers in one image)" in summary
     assert "carol: 1 of 2 correct (1 incorrect)" in capsys.readouterr().out
 
     assert _hashes(subs, course) == before, "the grader changed a submission or the instructor's notebook"
@@ -192,6 +192,6 @@ def test_a_renamed_download_still_matches_its_course_notebook():
 def test_questions_come_from_the_instructors_check_calls(course):
     questions = grade.course_questions(course / NAME)
     assert [(q.key, q.title) for q in questions] == [
-        ("nb00.q1", "q1 count the numbers"),
+        ("nb00.q1", "q1 numbers in one image"),
         ("nb00.q2", grade._title("nb00", "q2")),
     ]
