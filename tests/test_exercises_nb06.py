@@ -48,7 +48,7 @@ def _overall(before, after, digits):
     [
         (_fractions, "returned fractions"),
         (_flipped, "sign of `forgotten` flipped"),
-        (_overall, "(learned)` should be"),
+        (_overall, "(learned)` is too"),
         (lambda before, after, digits: 3.0, "should return two numbers"),
         (lambda before, after: (0, 0), "raised TypeError"),
     ],

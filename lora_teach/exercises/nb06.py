@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_close
+from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_close
 from lora_teach.linalg import subspace_similarity
 from lora_teach.train import Evaluation
 
@@ -48,7 +48,7 @@ def _check_q1(learning_and_forgetting) -> str:
         call = f"learning_and_forgetting(before, after, {digits})"
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise Incorrect(f"`{call}` should return two numbers (learned, forgotten), got {got!r}")
-        learned, forgotten = (float(v) for v in got)
+        learned, forgotten = (float(as_number(f"{call}[{i}]", v)) for i, v in enumerate(got))
         expected = _reference_q1(before, after, digits)
         if abs(learned - expected[0] / 100) < 1e-9 and abs(forgotten - expected[1] / 100) < 1e-9:
             raise Incorrect(f"`{call}` returned fractions; multiply by 100 for percentage points")
@@ -84,6 +84,8 @@ q1 = Question(
 
 
 def _check_q2(scaling_paper, scaling_rslora) -> str:
+    scaling_paper = as_number("scaling_paper", scaling_paper)
+    scaling_rslora = as_number("scaling_rslora", scaling_rslora)
     if scaling_paper == 64 / 16:
         raise Incorrect("`scaling_paper` is r / lora_alpha; the paper divides lora_alpha by r")
     expect_close(
@@ -141,9 +143,8 @@ def _check_q3(directions_for_energy) -> str:
     answers, expected, plain_sum, inclusive = [], [], [], []
     for S, fraction in _q3_cases():
         got = call_student(directions_for_energy, S, fraction, name="directions_for_energy")
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        answers.append(got)
+        call = f"directions_for_energy({[round(v, 3) for v in S.tolist()][:5]}..., {fraction})"
+        answers.append(as_number(call, got))
         expected.append(_reference_q3(S, fraction))
         plain_sum.append(_count(torch.cumsum(S, 0) / S.sum(), fraction))
         inclusive.append(_count(torch.cumsum(S**2, 0) / (S**2).sum(), fraction, inclusive=True))
@@ -169,8 +170,6 @@ def _check_q3(directions_for_energy) -> str:
     for (S, fraction), got, want in zip(_q3_cases(), answers, expected):
         if got != want:
             call = f"directions_for_energy({[round(v, 3) for v in S.tolist()][:5]}..., {fraction})"
-            if not isinstance(got, (int, float)) or isinstance(got, bool):
-                raise Incorrect(f"`{call}` should return a whole number of directions, got {got!r}")
             size = "too many" if got > want else "too few"
             raise Incorrect(f"`{call}` gave {got!r}, {size} directions; see nb06.q3.hint()")
     raise Incorrect("`directions_for_energy` gave an unexpected answer; see nb06.q3.hint()")
@@ -202,10 +201,7 @@ def _check_q4(phi) -> str:
     for i, j in [(1, 1), (1, 8), (2, 8), (2, 3), (1, 4)]:
         got = call_student(phi, A1, A2, i, j, name="phi")
         call = f"phi(A1 (2, 40), A2 (8, 40), {i}, {j})"
-        if isinstance(got, torch.Tensor):
-            if got.numel() != 1:
-                raise Incorrect(f"`{call}` should be one number, got a tensor of shape {tuple(got.shape)}")
-            got = got.item()
+        got = as_number(call, got)
         expected = subspace_similarity(A1, A2, i, j)
         U1 = torch.linalg.svd(A1, full_matrices=False).Vh[:i].T
         U2 = torch.linalg.svd(A2, full_matrices=False).Vh[:j].T
