@@ -89,9 +89,13 @@ def amplification_factor(delta_W: Tensor, W: Tensor, r: int) -> float:
     """The LoRA paper's Section 7.3 measure ||delta_W||_F / ||U^T W V^T||_F.
 
     delta_W, W: (out, in). U: (out, r) and V^T: (in, r) hold the top-r left and
-    right singular vectors of delta_W, so U^T W V^T is (r, r): W projected onto
-    the directions delta_W uses. A large factor means delta_W amplifies
-    directions that W itself barely uses.
+    right singular vectors of delta_W, so U^T W V^T is (r, r): the part of W
+    along the directions delta_W uses. The factor says how many times larger
+    delta_W is along those directions than W already was. Read the denominator
+    against two references (the paper's Table 7): W's own top-r directions (the
+    most W can hold) and random directions (what chance gives). The paper finds
+    it far below the first and above the second: delta_W amplifies directions
+    that W contains but does not emphasise, not W's top directions.
     """
     _check_matrix(delta_W, "delta_W")
     _check_matrix(W, "W")

@@ -120,3 +120,37 @@ def lora_diagram(
     ax.axis("off")
     ax.set_title("LoRA on one layer: h = W₀x + (α/r)·B A x, with B = 0 at the start")
     return ax
+
+
+def subspace_similarity_diagram(angles_degrees: Sequence[float] = (0.0, 35.0, 90.0)):
+    """Notebook 06's picture of the subspace similarity phi, one panel per angle.
+
+    Each panel draws the subspace of one adapter as a line (its top-j directions), the top
+    direction of another adapter as an arrow, and the arrow's projection onto the line: phi is
+    the squared length of that projection, cos^2 of the angle. Returns the figure.
+    """
+    fig, axes = plt.subplots(1, len(angles_degrees), figsize=(3.4 * len(angles_degrees), 3.2))
+    axes = np.atleast_1d(axes)
+    for ax, degrees in zip(axes, angles_degrees):
+        angle = np.radians(degrees)
+        u = np.array([np.cos(angle), np.sin(angle)])  # unit top direction of adapter 1
+        shadow = np.array([u[0], 0.0])  # its projection onto adapter 2's subspace (the x axis)
+        ax.plot([-1.2, 1.2], [0, 0], color=COLORS["lora"], lw=4, alpha=0.5, label="span of U2 (adapter 2)")
+        ax.annotate("", xy=u, xytext=(0, 0), arrowprops=dict(arrowstyle="-|>", color=COLORS["base"], lw=2))
+        ax.plot([u[0], shadow[0]], [u[1], shadow[1]], ls=":", color="black", lw=1)
+        ax.plot([0, shadow[0]], [0, 0], color="black", lw=2.5, label="projection U2^T u1")
+        ax.text(u[0] * 1.05 + 0.03, u[1] * 1.05, "u1", color=COLORS["base"], fontsize=10)
+        ax.set_title(f"angle {degrees:g}°: phi = cos² = {np.cos(angle) ** 2:.2f}", fontsize=10)
+        ax.set_xlim(-1.3, 1.3)
+        ax.set_ylim(-0.3, 1.2)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(
+        "Subspace similarity: how much of adapter 1's direction u1 lies in adapter 2's subspace "
+        "(phi = ||U1^T U2||_F² / min(i, j))",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
