@@ -27,6 +27,7 @@ from torch import nn
 from lora_teach.adapters import add_lora, mark_only_lora_as_trainable, merge_lora
 from lora_teach.data import Batches, load_mnist, torchvision_loader
 from lora_teach.models import DigitsNet
+from lora_teach.outputs import OutputError, check_output_file, error_line
 from lora_teach.train import evaluate, make_optimizer, set_seed, train
 
 FIGURES = (
@@ -491,9 +492,23 @@ def run_benchmarks(
     settings = QUICK if quick else FULL
     if pipeline_steps == "default":
         pipeline_steps = settings["pipeline_steps"]
-    repeats = repeats or settings["repeats"]
-    rounds = rounds or settings["rounds"]
-    widths = tuple(widths or settings["widths"])
+    repeats = settings["repeats"] if repeats is None else repeats
+    rounds = settings["rounds"] if rounds is None else rounds
+    widths = tuple(settings["widths"] if widths is None else widths)
+    counts = {
+        "repeats": repeats,
+        "rounds": rounds,
+        "latency_width": latency_width,
+        "memory_steps": memory_steps,
+    }
+    counts.update({"pipeline_steps": pipeline_steps or 1, "epoch_steps": epoch_steps or 1})
+    counts.update({f"widths[{i}]": w for i, w in enumerate(widths)})
+    counts.update({f"thread_counts[{i}]": n for i, n in enumerate(thread_counts or ())})
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not widths:
+        raise ValueError("widths must name at least one width")
     default_threads = torch.get_num_threads()
     thread_counts = tuple(thread_counts or sorted({1, default_threads}))
     course = (not quick) if course is None else course
@@ -768,12 +783,26 @@ def plot_memory(results: dict, path: Path | str, device: str = "cpu") -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
     return path
 
 
 # ---------------------------------------------------------------- command line
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _int_list(text: str) -> list[int]:
@@ -793,18 +822,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--markdown", action="store_true", help="print the headline figures as a Markdown table"
     )
-    parser.add_argument("--steps", type=int, help="steps per side at batch size 10 (quick default: 600)")
-    parser.add_argument("--epoch-steps", type=int, help="cap the batch-128 epoch at this many steps")
-    parser.add_argument("--repeats", type=int, help="training repeats per side (quick 2, full 3)")
+    parser.add_argument(
+        "--steps", type=_positive_int, help="steps per side at batch size 10 (quick default: 600)"
+    )
+    parser.add_argument(
+        "--epoch-steps", type=_positive_int, help="cap the batch-128 epoch at this many steps"
+    )
+    parser.add_argument("--repeats", type=_positive_int, help="training repeats per side (quick 2, full 3)")
     parser.add_argument("--threads", type=_int_list, help="thread counts to try at batch size 10, e.g. 1,2")
     parser.add_argument(
         "--widths", type=_int_list, help="MLP widths for LoRA vs full (default 256,1024,4096)"
     )
     parser.add_argument(
-        "--latency-width", type=int, default=4096, help="width of the wide MLP (default 4096)"
+        "--latency-width", type=_positive_int, default=4096, help="width of the wide MLP (default 4096)"
     )
-    parser.add_argument("--rounds", type=int, help="interleaved latency rounds (quick 15, full 41)")
-    parser.add_argument("--memory-steps", type=int, default=5, help="timed steps per memory child")
+    parser.add_argument("--rounds", type=_positive_int, help="interleaved latency rounds (quick 15, full 41)")
+    parser.add_argument("--memory-steps", type=_positive_int, default=5, help="timed steps per memory child")
     parser.add_argument("--notebooks", default="notebooks", help="folder of notebooks for course_seconds")
     parser.add_argument("--only", help=f"comma-separated figures to measure, among {', '.join(FIGURES)}")
     parser.add_argument("--plot", help="also save the LoRA-vs-full memory plot to this PNG path")
@@ -831,23 +864,90 @@ def _measure(args: argparse.Namespace) -> dict:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    for name, value in (("--steps", args.steps), ("--latency-width", args.latency_width)):
-        if value is not None and value < 1:
-            print(f"error: {name} must be a positive integer, got {value}", file=sys.stderr)
-            return 2
+META_KEYS = ("mode", "torch", "cpu_count", "devices", "date")
+
+
+def load_results(path: Path | str) -> dict:
+    """Results saved with ``lora-teach bench --json``; ValueError (one line) for anything else."""
+    where = f"--from-json {path}"
     try:
-        results = json.loads(Path(args.from_json).read_text()) if args.from_json else _measure(args)
-    except (OSError, json.JSONDecodeError) as error:
-        print(f"error: --from-json {args.from_json!r} is not a saved bench result: {error}", file=sys.stderr)
+        results = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{where} cannot be read ({error_line(error)})") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where} is not JSON ({error.msg}, line {error.lineno})") from error
+    if not isinstance(results, dict) or not isinstance(results.get("meta"), dict):
+        raise ValueError(
+            f"{where} is not a saved bench result (no 'meta'); save one with `lora-teach bench --json`"
+        )
+    missing = [key for key in META_KEYS if key not in results["meta"]]
+    unknown = sorted(set(results) - set(FIGURES) - {"meta"})
+    if missing or unknown:
+        what = f"'meta' lacks {missing}" if missing else f"unknown keys {unknown}"
+        raise ValueError(
+            f"{where} is not a saved bench result ({what}); save one with `lora-teach bench --json`"
+        )
+    return results
+
+
+def _check_plot_path(path: str) -> None:
+    """Refuse a plot path matplotlib cannot save to, before anything is measured."""
+    from matplotlib.figure import Figure
+
+    check_output_file(path, "--plot")
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise OutputError(f"--plot {path}: give a file name ending in .png (or {', '.join(sorted(formats))})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every option and output path, measure (or load), print, then save the plot."""
+    try:
+        only = [f.strip() for f in args.only.split(",") if f.strip()] if args.only else list(FIGURES)
+        unknown = sorted(set(only) - set(FIGURES))
+        if unknown:
+            raise ValueError(f"--only must name figures among {', '.join(FIGURES)}, got {', '.join(unknown)}")
+        if args.plot:
+            _check_plot_path(args.plot)
+            if not args.from_json and "lora_vs_full_step" not in only:
+                raise ValueError("--plot draws lora_vs_full_step; add it to --only or drop --plot")
+        if (
+            args.full
+            and "course_seconds" in only
+            and not args.from_json
+            and not Path(args.notebooks).is_dir()
+        ):
+            raise ValueError(
+                f"--notebooks {args.notebooks} is not a folder (course_seconds runs its notebooks)"
+            )
+        results = load_results(args.from_json) if args.from_json else _measure(args)
+        if args.plot and "lora_vs_full_step" not in results:
+            raise ValueError(f"--from-json {args.from_json} has no lora_vs_full_step to plot; drop --plot")
+        text = (
+            json.dumps(results, indent=2)
+            if args.json
+            else markdown_summary(results)
+            if args.markdown
+            else format_table(results)
+        )
+    except (KeyError, TypeError) as error:
+        if not args.from_json:
+            raise
+        print(
+            f"error: --from-json {args.from_json} is not a complete bench result "
+            f"({type(error).__name__}: {error}); save one with `lora-teach bench --json`",
+            file=sys.stderr,
+        )
         return 2
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
-    if args.plot and "lora_vs_full_step" in results:
-        print(f"plot saved to {plot_memory(results, args.plot)}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        print(markdown_summary(results) if args.markdown else format_table(results))
+    print(text)
+    if args.plot:
+        try:
+            print(f"plot saved to {plot_memory(results, args.plot)}", file=sys.stderr)
+        except Exception as error:  # noqa: BLE001 - the results are printed; the plot error is one line
+            print(f"error: the plot was not saved to {args.plot}: {error_line(error)}", file=sys.stderr)
+            return 1
     return 0

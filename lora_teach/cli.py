@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 
 COMMANDS = {  # name -> (module, one-line help)
@@ -21,7 +22,58 @@ COMMANDS = {  # name -> (module, one-line help)
     "student-edition": ("lora_teach.editions", "write the notebooks with the solutions taken out"),
     "instructor-guide": ("lora_teach.editions", "write the instructor guide (goals, run times, answers)"),
     "build-site": ("lora_teach.site", "write the course as a static HTML site"),
+    "grade": ("lora_teach.course.grade", "run each student's notebooks, write grades.csv and feedback"),
 }
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``2.0``, ``0`` and ``-3`` are refused)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _alpha(text: str) -> float:
+    """An argparse type for lora_alpha: a finite number other than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number such as 1 or 16, got {text!r}")
+    if value == 0:
+        raise argparse.ArgumentTypeError(
+            "0 would switch the adapter off (scaling = alpha / r = 0); use e.g. 1"
+        )
+    return value
+
+
+def _seed(text: str) -> int:
+    """An argparse type: a random seed from 0 to 2**32 - 1 (what NumPy accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 4294967295, got {text!r}")
+    return value
+
+
+def _digits(text: str) -> list[int]:
+    """An argparse type: comma-separated digits 0-9 such as 2,3,5,8,9."""
+    try:
+        digits = [int(d) for d in text.split(",") if d.strip()]
+    except ValueError:
+        digits = []
+    if not digits or any(not 0 <= d <= 9 for d in digits):
+        raise argparse.ArgumentTypeError(
+            f"expected digits 0-9 separated by commas, such as 2,3,5,8,9, got {text!r}"
+        )
+    return digits
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,12 +85,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="DigitsNet as in the seed (one ReLU on the logits) or corrected (default: original)",
     )
     parser.add_argument("--method", choices=["parametrize", "wrapper"], default="parametrize")
-    parser.add_argument("--rank", "-r", type=int, default=2, help="LoRA rank r (default: 2)")
+    parser.add_argument("--rank", "-r", type=positive_int, default=2, help="LoRA rank r (default: 2)")
     parser.add_argument(
-        "--alpha", type=float, default=1.0, help="lora_alpha; scaling = alpha / r (default: 1)"
+        "--alpha", type=_alpha, default=1.0, help="lora_alpha; scaling = alpha / r (default: 1)"
     )
-    parser.add_argument("--digits", default="2,3,5,8,9", help="digits to fine-tune on (default: 2,3,5,8,9)")
-    parser.add_argument("--iterations", type=int, default=200, help="fine-tuning steps (default: 200)")
+    parser.add_argument(
+        "--digits", type=_digits, default=[2, 3, 5, 8, 9], help="digits to fine-tune on (default: 2,3,5,8,9)"
+    )
+    parser.add_argument(
+        "--iterations", type=positive_int, default=200, help="fine-tuning steps (default: 200)"
+    )
     parser.add_argument(
         "--bias",
         choices=["none", "all", "lora_only"],
@@ -53,20 +109,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(init_lora_weights=True); gaussian = PEFT's N(0, 1/r)",
     )
     parser.add_argument("--rslora", action="store_true", help="scale by alpha / sqrt(r)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_seed, default=0)
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from lora_teach.experiment import run_experiment
 
-    try:
-        digits = [int(d) for d in args.digits.split(",") if d.strip()]
-    except ValueError:
-        print(
-            f"--digits must be a comma-separated list such as 2,3,5,8,9, got {args.digits!r}", file=sys.stderr
-        )
-        return 2
+    digits = args.digits
     try:
         result = run_experiment(
             variant=args.variant,
@@ -82,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             use_rslora=args.rslora,
         )
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     before, after = result.before, result.after
     print(
@@ -106,11 +156,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (exit status 2), pointing to ``--help``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``lora-teach COMMAND ...``; bad arguments end with one line on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(
-        prog="lora-teach", description="LoRA from first principles: course tools"
-    )
+    parser = _Parser(prog="lora-teach", description="LoRA from first principles: course tools")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)

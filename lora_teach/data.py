@@ -14,14 +14,18 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lora_teach.outputs import umask_mode
+
 MEAN, STD = 0.1307, 0.3081
-SEED_MEAN = 0.1301  # the value the MNIST tutorial typed; see the errata
+TUTORIAL_MEAN = 0.1301  # the value the MNIST tutorial typed; see the errata
+SEED_MEAN = TUTORIAL_MEAN  # the older name, kept for code written against it
 FILES = {  # name -> (bytes, md5 of the uncompressed file)
     "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
     "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
@@ -78,11 +82,14 @@ def _verified(path: Path, md5: str) -> bool:
 
 def _decompress_atomically(gz_path: Path, out_path: Path) -> None:
     """Write ``out_path`` from ``gz_path`` via a temporary file and a rename, so a
-    reader never sees a half-written file."""
+    reader never sees a half-written file. The file gets the mode the umask allows
+    (0o644 usually, so a shared data folder stays readable to all), and on any
+    failure the temporary file is removed."""
     handle, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
     try:
         with os.fdopen(handle, "wb") as out, gzip.open(gz_path, "rb") as src:
             shutil.copyfileobj(src, out, 1 << 22)
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, out_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -123,8 +130,13 @@ def ensure_mnist(root: Path | str | None = None, download: bool = True) -> Path:
             raise DataError(f"{gz_path} is missing. Fix: {HOW_TO_FIX}.")
         try:
             _decompress_atomically(gz_path, path)
-        except (OSError, EOFError, gzip.BadGzipFile) as error:
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
             raise DataError(f"{gz_path} is corrupt ({error}). Fix: {HOW_TO_FIX}.") from error
+        except OSError as error:
+            raise DataError(
+                f"cannot write {path} ({error.strerror or error}). Fix: free space or permissions in {raw}, "
+                "or point LORA_TEACH_DATA at a writable folder holding MNIST/raw/*.gz (see data/README.md)."
+            ) from error
         if not _verified(path, md5):
             path.unlink()
             raise DataError(
@@ -155,12 +167,33 @@ def load_raw_mnist(split: str = "train", root: Path | str | None = None) -> tupl
     return images, labels
 
 
+def _whole_number(value: object) -> int | None:
+    """``value`` as an int when it is a whole number (int, numpy integer, 2.0, a one-element
+    tensor); None for anything else (2.7, "2", True, None)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def check_digits(digits: Sequence[int]) -> list[int]:
-    """``digits`` as a list of ints 0-9, or a ValueError that says what is wrong."""
-    digits = [int(d) for d in digits]
-    if not digits or any(not 0 <= d <= 9 for d in digits):
-        raise ValueError(f"digits must be a non-empty list of integers 0-9, got {digits!r}")
-    return digits
+    """``digits`` as a list of ints 0-9, or a ValueError that says what is wrong
+    (a fraction such as 2.7, a string, a digit out of range, an empty list)."""
+    message = "digits must be a non-empty list of whole numbers 0-9, such as [2, 3, 5, 8, 9]"
+    if isinstance(digits, (str, bytes)) or not isinstance(digits, Iterable):
+        raise ValueError(f"{message}, got {digits!r}")
+    given = list(digits)
+    whole = [_whole_number(d) for d in given]
+    if not given or any(d is None or not 0 <= d <= 9 for d in whole):
+        raise ValueError(f"{message}, got {given!r}")
+    return whole
 
 
 def digit_subset(
@@ -239,7 +272,7 @@ def torchvision_mnist(
     split: str = "train", mean: float = MEAN, std: float = STD, digits: Sequence[int] | None = None
 ):
     """The seed's path: ``torchvision.datasets.MNIST`` with per-sample ToTensor and
-    Normalize (pass ``mean=SEED_MEAN`` for the seed's exact transform)."""
+    Normalize (pass ``mean=TUTORIAL_MEAN`` for the tutorial's exact transform)."""
     from torchvision import datasets, transforms
 
     if split not in SPLITS:

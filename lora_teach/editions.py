@@ -16,6 +16,15 @@ from pathlib import Path
 
 import nbformat
 
+from lora_teach.outputs import (
+    OutputError,
+    atomic_folder,
+    atomic_write_text,
+    check_output_dir,
+    check_output_file,
+    error_line,
+)
+
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 PLACEHOLDER_IMPORT = "from lora_teach.exercises import ____"
 NOT_IMPLEMENTED = 'raise NotImplementedError("your code here")'
@@ -101,24 +110,60 @@ def student_notebook(notebook: nbformat.NotebookNode, where: str = "notebook") -
 
 
 def course_notebooks(notebooks: Path | str = NOTEBOOKS) -> list[Path]:
-    """The ``*.ipynb`` files of the course folder, in path order; an error if there are none."""
-    paths = sorted(Path(notebooks).glob("*.ipynb"))
+    """The ``*.ipynb`` files of the course folder, in path order; FileNotFoundError if the
+    folder is missing or holds none."""
+    folder = Path(notebooks)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--notebooks {folder} is not a folder; pass the course's notebooks folder")
+    paths = sorted(folder.glob("*.ipynb"))
     if not paths:
-        raise FileNotFoundError(f"no notebooks in {notebooks}; pass the course's notebooks folder")
+        raise FileNotFoundError(
+            f"--notebooks {folder} holds no notebooks; pass the course's notebooks folder"
+        )
     return paths
 
 
+def has_solutions(path: Path) -> bool:
+    """Whether the notebook at ``path`` still holds a solution block (True also when it cannot
+    be read as a notebook: such a file is not ours to overwrite)."""
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 - unreadable means: do not touch
+        return True
+    return any(c.cell_type == "code" and (BEGIN in c.source or END in c.source) for c in notebook.cells)
+
+
 def write_student_edition(out_dir: Path | str, notebooks: Path | str = NOTEBOOKS) -> list[Path]:
-    """Write the student edition of every ``notebooks/*.ipynb`` into ``out_dir``; return the paths written."""
+    """Write the student edition of every ``notebooks/*.ipynb`` into ``out_dir``; return the paths written.
+
+    Refuses (OutputError) an ``out_dir`` that is the notebooks folder or inside it, and one that
+    holds a notebook of the same name that still has solutions. All notebooks are made in a
+    temporary folder first, so a failure leaves ``out_dir`` as it was.
+    """
     sources = course_notebooks(notebooks)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in sources:
-        student = student_notebook(nbformat.read(path, as_version=4), path.name)
-        nbformat.write(student, out_dir / path.name)
-        written.append(out_dir / path.name)
-    return written
+    out_dir = check_output_dir(out_dir, "OUT_DIR")
+    source_dir = Path(notebooks).resolve()
+    target = out_dir.resolve()
+    if target == source_dir or source_dir in target.parents:
+        raise OutputError(
+            f"OUT_DIR {out_dir} is the notebooks folder or inside it; the student edition would replace "
+            "the instructor notebooks. Choose another folder, e.g. student/"
+        )
+    kept = [
+        out_dir / p.name for p in sources if (out_dir / p.name).exists() and has_solutions(out_dir / p.name)
+    ]
+    if kept:
+        raise OutputError(
+            f"{kept[0]} exists and still has solutions (or is not a notebook); it is not overwritten. "
+            "Choose another OUT_DIR"
+        )
+    students = [
+        (path.name, student_notebook(nbformat.read(path, as_version=4), path.name)) for path in sources
+    ]
+    with atomic_folder(out_dir) as tmp:
+        for name, student in students:
+            nbformat.write(student, tmp / name)
+    return [out_dir / name for name, _ in students]
 
 
 # ---------------------------------------------------------------- the instructor guide
@@ -206,7 +251,7 @@ def instructor_guide(notebooks: Path | str = NOTEBOOKS) -> str:
     from lora_teach.exercises import Question
 
     parts = [GUIDE_HEADER]
-    for path in sorted(Path(notebooks).glob("*.ipynb")):
+    for path in course_notebooks(notebooks):
         notebook = nbformat.read(path, as_version=4)
         title, goals = _title_and_goals(notebook)
         parts.append(f"## {title}\n\n`notebooks/{path.name}`\n")
@@ -253,13 +298,17 @@ def run(args: argparse.Namespace) -> int:
     """Write the student edition or the instructor guide, whichever subcommand was called."""
     try:
         if args.command == "instructor-guide":
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(instructor_guide(args.notebooks), encoding="utf-8")
+            check_output_file(args.out, "OUT_FILE")
+            if args.out.suffix == ".ipynb":
+                raise OutputError(
+                    f"OUT_FILE {args.out} is a notebook; the guide is Markdown, e.g. docs/instructors.md"
+                )
+            atomic_write_text(args.out, instructor_guide(args.notebooks))
             print(f"wrote {args.out}")
             return 0
         written = write_student_edition(args.out, args.notebooks)
-    except (SolutionBlockError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (SolutionBlockError, OutputError, OSError) as error:
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
     print(f"wrote the student edition of {len(written)} notebooks to {args.out}")
     return 0

@@ -15,6 +15,7 @@ import torch
 from lora_teach.adapters import add_lora, mark_only_lora_as_trainable
 from lora_teach.data import Batches, check_digits, data_root, load_mnist
 from lora_teach.models import DigitsNet
+from lora_teach.outputs import umask_mode
 from lora_teach.params import count_parameters
 from lora_teach.train import Evaluation, evaluate, set_seed, train
 
@@ -75,10 +76,15 @@ def pretrained_digitsnet(variant: str = "corrected", seed: int = 0, progress: bo
         return model
     model = train_baseline(variant, seed, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(model.state_dict(), tmp)
+        os.chmod(tmp, umask_mode())  # readable by others as the umask allows, like any new file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return model
 
 

@@ -124,3 +124,63 @@ def lora_two_ways_diagram(highlight: str | None = None) -> plt.Figure:
     fig.suptitle("Two ways to attach LoRA to a linear layer (s = lora_alpha / r)", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def lora_diagram(
+    d: int | str = "d",
+    k: int | str = "k",
+    r: int | str = "r",
+    lora_alpha: float | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """The LoRA picture for one layer W0 (d x k): x (k numbers) goes through the frozen W0 and, beside it,
+    down through A (r x k) and up through B (d x r), scaled by lora_alpha / r; the two paths add to h (d).
+    Sizes may be numbers or letters (the default: the paper's d, k, r); ``lora_alpha`` None shows α/r only."""
+    from matplotlib.patches import FancyArrowPatch, Polygon, Rectangle
+
+    ax = ax or plt.subplots(figsize=(9, 4.2))[1]
+    frozen, trained = COLORS["base"], COLORS["lora"]
+
+    def arrow(start: tuple[float, float], end: tuple[float, float]) -> None:
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, color="black", lw=1.2))
+
+    # input and output
+    ax.text(0.2, 3.0, f"x\n({k})", ha="center", va="center", fontsize=12)
+    ax.text(9.7, 3.0, f"h\n({d})", ha="center", va="center", fontsize=12)
+    # frozen path
+    ax.add_patch(Rectangle((3.2, 4.0), 2.6, 1.6, facecolor=frozen, alpha=0.35, edgecolor=frozen, lw=2))
+    ax.text(4.5, 4.8, f"W₀  (frozen)\n{d} × {k}", ha="center", va="center", fontsize=11)
+    # low-rank path: A narrows k -> r, B widens r -> d
+    ax.add_patch(
+        Polygon(
+            [(2.4, 0.2), (3.9, 0.9), (3.9, 1.7), (2.4, 2.4)], facecolor=trained, alpha=0.45, edgecolor=trained
+        )
+    )
+    ax.text(3.1, 1.3, f"A\n{r} × {k}", ha="center", va="center", fontsize=10)
+    ax.add_patch(
+        Polygon(
+            [(4.6, 0.9), (6.1, 0.2), (6.1, 2.4), (4.6, 1.7)], facecolor=trained, alpha=0.45, edgecolor=trained
+        )
+    )
+    ax.text(5.4, 1.3, f"B\n{d} × {r}", ha="center", va="center", fontsize=10)
+    ax.text(4.25, 0.45, f"{r} numbers", ha="center", va="center", fontsize=9, color="dimgray")
+    ax.add_patch(Rectangle((6.6, 0.8), 1.2, 1.0, facecolor="white", edgecolor=trained, lw=2))
+    scale = "× α/r" if lora_alpha is None else f"× α/r\n= {lora_alpha:g}/{r}"
+    ax.text(7.2, 1.3, scale, ha="center", va="center", fontsize=9)
+    # sum
+    ax.add_patch(plt.Circle((8.7, 3.0), 0.3, facecolor="white", edgecolor="black", lw=1.2))
+    ax.text(8.7, 3.0, "+", ha="center", va="center", fontsize=14)
+    arrow((0.6, 3.2), (3.2, 4.6))
+    arrow((0.6, 2.8), (2.4, 1.5))
+    arrow((3.9, 1.3), (4.6, 1.3))
+    arrow((6.1, 1.3), (6.6, 1.3))
+    arrow((5.8, 4.8), (8.5, 3.2))
+    arrow((7.8, 1.3), (8.55, 2.75))
+    arrow((9.0, 3.0), (9.4, 3.0))
+    ax.text(4.5, 3.55, "trained: A and B only, r·(d + k) numbers", ha="center", fontsize=9, color=trained)
+    ax.set_xlim(-0.2, 10.2)
+    ax.set_ylim(-0.1, 5.9)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title("LoRA on one layer: h = W₀x + (α/r)·B A x, with B = 0 at the start")
+    return ax

@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 
 from lora_teach.editions import NOTEBOOKS, _title_and_goals, course_notebooks
+from lora_teach.outputs import OutputError, atomic_folder, check_output_dir, error_line
 
 SITE_TITLE = "LoRA from first principles"
 NAV_STYLE = """<style>
@@ -104,12 +105,15 @@ def _execute(notebook: nbformat.NotebookNode, folder: Path) -> nbformat.Notebook
 
 
 def build_site(out_dir: Path | str, notebooks: Path | str = NOTEBOOKS, execute: bool = False) -> list[Path]:
-    """Write ``index.html`` and one page per notebook into ``out_dir``; return the pages written."""
+    """Write ``index.html`` and one page per notebook into ``out_dir``; return the pages written.
+
+    The pages are made in a temporary folder and moved into ``out_dir`` only when all are done;
+    an ``out_dir`` that is a file or cannot be written is refused (OutputError) before any work.
+    """
     from nbconvert import HTMLExporter
 
     paths = course_notebooks(notebooks)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_dir(out_dir, "OUT_DIR")
     loaded = []
     for path in paths:
         notebook = nbformat.read(path, as_version=4)
@@ -118,6 +122,13 @@ def build_site(out_dir: Path | str, notebooks: Path | str = NOTEBOOKS, execute: 
             notebook = _execute(notebook, path.parent)
         loaded.append((path, notebook, _title_and_goals(notebook)))
     exporter = HTMLExporter(template_name="lab")
+    with atomic_folder(out_dir) as tmp:
+        pages = _write_pages(tmp, loaded, exporter)
+    return [out_dir / name for name in pages]
+
+
+def _write_pages(out_dir: Path, loaded: list, exporter) -> list[str]:
+    """Write every page and the index into ``out_dir``; return their file names, index first."""
     written, rows = [], []
     for index, (path, notebook, (title, goals)) in enumerate(loaded):
         previous = loaded[index - 1] if index > 0 else None
@@ -134,11 +145,11 @@ def build_site(out_dir: Path | str, notebooks: Path | str = NOTEBOOKS, execute: 
         page = page[: body.end()] + f"\n{nav}" + page[body.end() :] if body else nav + page
         page = page.replace("</body>", f"{nav}\n</body>", 1)
         (out_dir / _page_name(path)).write_text(page, encoding="utf-8")
-        written.append(out_dir / _page_name(path))
+        written.append(_page_name(path))
         rows.append(_index_row(path, notebook, title, goals))
     index_page = INDEX_TEMPLATE.format(title=SITE_TITLE, rows="\n".join(rows))
     (out_dir / "index.html").write_text(index_page, encoding="utf-8")
-    return [out_dir / "index.html", *written]
+    return ["index.html", *written]
 
 
 def _index_row(path: Path, notebook: nbformat.NotebookNode, title: str, goals: str) -> str:
@@ -174,8 +185,8 @@ def run(args: argparse.Namespace) -> int:
     """Build the site and say where it is."""
     try:
         pages = build_site(args.out, args.notebooks, execute=args.execute)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (OutputError, OSError) as error:
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
     print(f"wrote {len(pages)} pages to {args.out}; open {args.out / 'index.html'}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Iterable
@@ -59,8 +60,14 @@ def train(
     ``optimizer`` is given). ``num_steps`` stops early, as the seed's ``limit``
     does. The tqdm bar shows the running mean loss. Returns the loss of every step.
     """
-    if num_steps is not None and num_steps < 1:
+    if num_steps is not None and (
+        isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1
+    ):
         raise ValueError(f"num_steps must be a positive integer or None, got {num_steps!r}")
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
+        raise ValueError(f"num_epochs must be a positive integer, got {num_epochs!r}")
+    if optimizer is None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     device = next(model.parameters()).device
     optimizer = optimizer or make_optimizer((p for p in model.parameters() if p.requires_grad), lr)
     loss_fn = nn.CrossEntropyLoss()
@@ -83,6 +90,8 @@ def train(
                     bar.set_postfix(loss=f"{np.mean(losses):.3f}", refresh=False)
                 if num_steps is not None and len(losses) >= num_steps:
                     return losses
+    if not losses:
+        raise ValueError("batches yielded no batch: there is nothing to train on (an empty dataset?)")
     return losses
 
 
@@ -105,6 +114,8 @@ class Evaluation:
         """Fraction correct among examples whose true digit is in ``digits``."""
         digits = list(digits)
         total = sum(self.digit_totals[d] for d in digits)
+        if total == 0:
+            raise ValueError(f"no examples of the digits {digits} were evaluated; pass digits that occur")
         return 1 - sum(self.wrong_counts[d] for d in digits) / total
 
     def __str__(self) -> str:
@@ -127,6 +138,8 @@ def evaluate(
 
     ``data`` is (x (N, 784), y (N,)) or any iterable of such batches (e.g. a DataLoader).
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     device = next(model.parameters()).device
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         inputs, labels = data

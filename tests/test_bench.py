@@ -140,3 +140,81 @@ def test_memory_child_reports_its_own_peak_not_its_parents():
     with_ballast = _run_child(**config)["peak_bytes"]
     del ballast
     assert abs(with_ballast - alone) < 200 * 2**20, "the child's peak must not include the parent's memory"
+
+
+# ---------------------------------------------------------------- bad input (issue 11, items 3, 14, 16, 17)
+
+
+@pytest.mark.parametrize("option", ["--rounds", "--repeats", "--steps", "--epoch-steps", "--memory-steps"])
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_a_count_that_is_not_positive_is_an_argparse_error(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", option, value])
+    assert exit_info.value.code == 2
+    assert f"{option}: expected a positive integer, got '{value}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["rounds", "repeats", "memory_steps", "latency_width"])
+def test_run_benchmarks_refuses_zero_counts_instead_of_using_the_default(name):
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer, got 0"):
+        bench.run_benchmarks(**{name: 0})
+
+
+@pytest.fixture
+def saved(results, tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    return path
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("{}", "not a saved bench result (no 'meta')"),
+        ('{"name": "other-tool", "version": 3}', "not a saved bench result (no 'meta')"),
+        ("[1, 2, 3]", "not a saved bench result (no 'meta')"),
+        ('{"meta": {}}', "'meta' lacks"),
+        ("not json", "is not JSON"),
+    ],
+)
+def test_from_json_refuses_anything_but_a_saved_result_in_one_line(tmp_path, capsys, content, words):
+    path = tmp_path / "x.json"
+    path.write_text(content)
+    assert main(["bench", "--from-json", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_from_json_with_a_broken_figure_is_one_line(saved, capsys):
+    data = json.loads(saved.read_text())
+    del data["merged_latency_ratio"]["cpu"]["worst"]
+    saved.write_text(json.dumps(data))
+    assert main(["bench", "--from-json", str(saved)]) == 2
+    err = capsys.readouterr().err
+    assert "not a complete bench result" in err and err.count("\n") == 1
+
+
+def test_plot_into_a_missing_folder_is_made(saved, tmp_path, capsys):
+    plot = tmp_path / "new" / "folder" / "memory.png"
+    assert main(["bench", "--from-json", str(saved), "--plot", str(plot)]) == 0
+    assert plot.stat().st_size > 0
+
+
+@pytest.mark.parametrize("plot", ["file/memory.png", "memory.txt", "."])
+def test_a_bad_plot_path_is_refused_before_anything_is_measured(tmp_path, capsys, monkeypatch, plot):
+    (tmp_path / "file").write_text("a file, not a folder")
+    monkeypatch.setattr(bench, "_measure", lambda args: pytest.fail("measured before checking --plot"))
+    assert main(["bench", "--plot", str(tmp_path / plot)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --plot") and err.count("\n") == 1
+
+
+def test_a_plot_that_fails_after_measuring_still_prints_the_results(saved, tmp_path, capsys, monkeypatch):
+    def fail(results, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(bench, "plot_memory", fail)
+    assert main(["bench", "--from-json", str(saved), "--plot", str(tmp_path / "memory.png")]) == 1
+    captured = capsys.readouterr()
+    assert "lora_vs_full_step" in captured.out
+    assert captured.err.count("\n") == 1 and "the plot was not saved" in captured.err

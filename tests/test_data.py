@@ -2,7 +2,9 @@
 
 import gzip
 import hashlib
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -69,10 +71,17 @@ def test_digit_subset_keeps_only_those_digits():
     assert xs.tolist() == [1, 3] and ys.tolist() == [1, 1]
 
 
-@pytest.mark.parametrize("digits", [[], [10], [-1]])
+@pytest.mark.parametrize("digits", [[], [10], [-1], [2.7], [2, 3.5], "235", ["2"], [True], [None], 3, None])
 def test_bad_digits_are_refused(digits):
-    with pytest.raises(ValueError, match="digits must be a non-empty list of integers 0-9"):
-        load_mnist("test", digits=digits)
+    with pytest.raises(ValueError, match="digits must be a non-empty list of whole numbers 0-9"):
+        data.check_digits(digits)
+
+
+def test_whole_digits_of_any_number_type_are_accepted():
+    import numpy as np
+
+    assert data.check_digits([np.int64(2), 3.0, torch.tensor(5), 8]) == [2, 3, 5, 8]
+    assert data.check_digits(d for d in (9, 1)) == [9, 1]
 
 
 def test_bad_split_is_refused():
@@ -205,3 +214,33 @@ def test_a_file_changed_after_verification_is_checked_again(data_copy, monkeypat
     ensure_mnist()
     assert "t10k-labels-idx1-ubyte" in hashed
     assert real_md5(target) == data.FILES["t10k-labels-idx1-ubyte"][1]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_decompressed_files_get_the_mode_the_umask_allows(data_copy, umask, mode):
+    previous = os.umask(umask)
+    try:
+        ensure_mnist()
+    finally:
+        os.umask(previous)
+    for name in data.FILES:
+        assert stat.S_IMODE((data_copy / name).stat().st_mode) == mode, name
+
+
+def _no_temporary_files(raw: Path) -> bool:
+    return [p.name for p in raw.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("where", ["copy", "chmod", "replace"])
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_failure_while_decompressing_leaves_no_temporary_file(data_copy, monkeypatch, where, error):
+    def fail(*args, **kwargs):
+        raise error
+
+    target = {"copy": (shutil, "copyfileobj"), "chmod": (os, "chmod"), "replace": (os, "replace")}[where]
+    monkeypatch.setattr(*target, fail)
+    with pytest.raises((DataError, KeyboardInterrupt)):
+        ensure_mnist()
+    monkeypatch.undo()
+    assert _no_temporary_files(data_copy)
+    assert not any((data_copy / name).exists() for name in data.FILES)

@@ -228,9 +228,9 @@ def test_guide_lists_goals_run_time_and_answers_of_every_notebook():
     for path in NOTEBOOKS:
         assert f"`notebooks/{path.name}`" in guide
     if any(p.name.startswith("00_") for p in NOTEBOOKS):
-        assert "### nb00.q1: q1 count the numbers" in guide
-        assert "lora_numbers = 100 * 5 + 5 * 100" in guide
-        assert "> A 100 x 100 matrix holds" in guide
+        assert "### nb00.q1: q1 numbers in one image" in guide
+        assert "pixels_per_image = 28 * 28" in guide
+        assert "> An MNIST image is a grid of 28 by 28" in guide
         assert re.search(rf"^{re.escape(RUN_TIME_PREFIX)}about \d", guide, flags=re.MULTILINE)
 
 
@@ -243,3 +243,97 @@ def test_every_notebook_whose_student_edition_has_blanks_imports_the_blank(stude
             assert re.search(r"from lora_teach\.exercises import [^\n]*\b____\b", code), (
                 f"{path.name}: its student edition assigns ____ but never imports it"
             )
+
+
+# ---------------------------------------------------------------- nothing lost (issue 11, items 1 and 2)
+
+
+def _course(tmp_path: Path) -> Path:
+    """A small course folder: two notebooks with solutions."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name in ("01_a.ipynb", "02_b.ipynb"):
+        nbformat.write(_notebook(f"{BEGIN}\nanswer = 42\n{END}\nq.check(answer)"), folder / name)
+    return folder
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", [".", "student", "a/b"])
+def test_student_edition_refuses_the_notebooks_folder_or_a_folder_inside_it(tmp_path, capsys, where):
+    source = _course(tmp_path)
+    before = _snapshot(tmp_path)
+    assert cli.main(["student-edition", str(source / where), "--notebooks", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: OUT_DIR") and "inside it" in err and err.count("\n") == 1
+    assert _snapshot(tmp_path) == before
+
+
+def test_student_edition_never_overwrites_a_notebook_that_still_has_solutions(tmp_path, capsys):
+    source = _course(tmp_path)
+    out = tmp_path / "copy"
+    shutil.copytree(source, out)  # e.g. a second copy of the instructor notebooks
+    before = _snapshot(tmp_path)
+    assert cli.main(["student-edition", str(out), "--notebooks", str(source)]) == 2
+    assert "still has solutions" in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before
+
+
+def test_student_edition_replaces_an_earlier_student_edition(tmp_path, capsys):
+    source = _course(tmp_path)
+    out = tmp_path / "student"
+    assert cli.main(["student-edition", str(out), "--notebooks", str(source)]) == 0
+    assert cli.main(["student-edition", str(out), "--notebooks", str(source)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["01_a.ipynb", "02_b.ipynb"]
+
+
+def test_a_student_edition_that_fails_midway_writes_nothing_and_leaves_no_temporary_folder(tmp_path, capsys):
+    source = _course(tmp_path)
+    nbformat.write(_notebook(f"{BEGIN}\nprint('no assignment')\n{END}"), source / "03_broken.ipynb")
+    assert cli.main(["student-edition", str(tmp_path / "student"), "--notebooks", str(source)]) == 2
+    assert "must assign" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notebooks"]
+
+
+@pytest.mark.parametrize("command", ["student-edition", "instructor-guide"])
+@pytest.mark.parametrize(
+    "notebooks, words", [("missing", "is not a folder"), ("empty", "holds no notebooks")]
+)
+def test_a_missing_or_empty_notebooks_folder_is_an_error_and_nothing_is_written(
+    tmp_path, capsys, command, notebooks, words
+):
+    (tmp_path / "empty").mkdir()
+    guide = tmp_path / "instructors.md"
+    guide.write_text("the guide as it was\n")
+    out = guide if command == "instructor-guide" else tmp_path / "student"
+    assert cli.main([command, str(out), "--notebooks", str(tmp_path / notebooks)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+    assert guide.read_text() == "the guide as it was\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "instructors.md"]
+
+
+def test_the_guide_is_written_whole_through_a_temporary_file(tmp_path, capsys, monkeypatch):
+    source = _course(tmp_path)
+    guide = tmp_path / "instructors.md"
+    guide.write_text("old\n")
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(guide))
+
+    monkeypatch.setattr(os, "replace", fail)
+    assert cli.main(["instructor-guide", str(guide), "--notebooks", str(source)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert guide.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["instructors.md", "notebooks"]
+
+
+def test_the_guide_refuses_a_notebook_path(tmp_path, capsys):
+    source = _course(tmp_path)
+    target = source / "01_a.ipynb"
+    before = target.read_bytes()
+    assert cli.main(["instructor-guide", str(target), "--notebooks", str(source)]) == 2
+    assert "is a notebook" in capsys.readouterr().err
+    assert target.read_bytes() == before

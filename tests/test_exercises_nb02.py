@@ -1,6 +1,8 @@
 """The notebook 02 exercises: reference answers pass, typical mistakes fail with a named variable,
 placeholders report "Not attempted yet"."""
 
+import numpy as np
+import pytest
 import torch
 
 from lora_teach.exercises import ____, nb02
@@ -65,19 +67,47 @@ def test_q2_not_implemented_is_not_attempted(capsys):
     assert not ok and out.startswith("Not attempted yet")
 
 
+def test_q1_accepts_lists_and_numpy_ints(capsys):
+    ok, _ = check(nb02.q1, [4, 784], [np.int64(256), 4], (256, np.int32(784)), capsys=capsys)
+    assert ok
+
+
+def test_q1_a_non_shape_is_named(capsys):
+    ok, out = check(nb02.q1, "4 x 784", (256, 4), (256, 784), capsys=capsys)
+    assert not ok and "`lora_A_shape` should be a tuple of whole numbers" in out
+
+
+def unmerge(W, lora_A, lora_B, scaling):
+    return W - scaling * lora_B @ lora_A
+
+
 def test_q3_reference_answer_passes(capsys):
-    ok, out = check(nb02.q3, lambda i, o, r: r * (i + o), capsys=capsys)
+    ok, out = check(nb02.q3, unmerge, capsys=capsys)
     assert ok and out.startswith("Correct")
 
 
-def test_q3_square_assumption_fails(capsys):
-    ok, out = check(nb02.q3, lambda i, o, r: 2 * i * r, capsys=capsys)
-    assert not ok and "`lora_parameter_count`" in out and "square" in out
+@pytest.mark.parametrize(
+    "slip, words",
+    [
+        (lambda W, A, B, s: W + s * B @ A, "adds the update a second time"),
+        (lambda W, A, B, s: W - B @ A, "without `scaling`"),
+        (lambda W, A, B, s: W - B @ A / s, "divides by `scaling`"),
+        (lambda W, A, B, s: W.T - s * A.T @ B.T, "returned shape"),
+        (lambda W, A, B, s: W - s * B @ A + 1, "does not give back W0"),
+    ],
+)
+def test_q3_each_typical_slip_gets_its_own_explanation(capsys, slip, words):
+    ok, out = check(nb02.q3, slip, capsys=capsys)
+    assert not ok and "`unmerge`" in out and words in out
 
 
-def test_q3_full_count_fails(capsys):
-    ok, out = check(nb02.q3, lambda i, o, r: i * o, capsys=capsys)
-    assert not ok and "`lora_parameter_count`" in out
+def test_q3_changing_the_callers_weight_in_place_fails(capsys):
+    def in_place(W, lora_A, lora_B, scaling):
+        W -= scaling * lora_B @ lora_A
+        return W
+
+    ok, out = check(nb02.q3, in_place, capsys=capsys)
+    assert not ok and "changed the merged weight it was given" in out
 
 
 def test_q3_placeholder_is_not_attempted(capsys):
@@ -90,14 +120,33 @@ def test_q4_reference_answer_passes(capsys):
     assert ok and out.startswith("Correct") and "MB" in out
 
 
-def test_q4_counting_parameters_not_bytes_fails(capsys):
-    ok, out = check(nb02.q4, lambda L, d, r, n, b: L * n * 2 * d * r, capsys=capsys)
-    assert not ok and "`checkpoint_bytes`" in out and "bytes_per_param" in out
+@pytest.mark.parametrize(
+    "slip, words",
+    [
+        (lambda L, d, r, n, b: L * n * 2 * d * r, "multiply by bytes_per_param"),
+        (lambda L, d, r, n, b: L * n * d * r * b, "two, A (r x d_model) and B"),
+        (lambda L, d, r, n, b: L * n * 2 * d * r * 2, "assumes 2 bytes per parameter"),
+        (lambda L, d, r, n, b: L * n * d * d * b, "full d_model x d_model"),
+        (lambda L, d, r, n, b: n * 2 * d * r * b, "multiply by num_layers"),
+        (lambda L, d, r, n, b: L * 2 * d * r * b, "multiply by matrices_per_layer"),
+    ],
+)
+def test_q4_each_typical_slip_gets_its_own_explanation(capsys, slip, words):
+    """The old check called a hard-coded 2 bytes per parameter "one factor only"; each slip is now told apart."""
+    ok, out = check(nb02.q4, slip, capsys=capsys)
+    assert not ok and "`checkpoint_bytes`" in out and words in out
 
 
-def test_q4_one_factor_only_fails(capsys):
-    ok, out = check(nb02.q4, lambda L, d, r, n, b: L * n * d * r * b, capsys=capsys)
-    assert not ok and "`checkpoint_bytes`" in out and "two factors" in out
+def test_q4_an_unrecognised_wrong_answer_says_too_high_without_the_value(capsys):
+    ok, out = check(nb02.q4, lambda L, d, r, n, b: 10**12, capsys=capsys)
+    assert not ok and "too high" in out and "1,179,648" not in out and "1179648" not in out
+
+
+def test_q4_accepts_float_and_tensor_results(capsys):
+    ok, _ = check(nb02.q4, lambda L, d, r, n, b: float(L * n * 2 * d * r * b), capsys=capsys)
+    assert ok
+    ok, _ = check(nb02.q4, lambda L, d, r, n, b: torch.tensor(L * n * 2 * d * r * b), capsys=capsys)
+    assert ok
 
 
 def test_q4_placeholder_is_not_attempted(capsys):

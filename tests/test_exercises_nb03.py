@@ -1,6 +1,8 @@
 """Notebook 03's exercises: reference answers pass, typical mistakes fail with a message
 that names the variable, and placeholders are "not attempted yet"."""
 
+import numpy as np
+import pytest
 import torch
 
 from lora_teach.exercises import ____, nb03
@@ -38,6 +40,33 @@ def test_q2_accepts_235146_and_rejects_weights_only(capsys):
     assert "`num_parameters`" in line and "bias" in line
     assert not nb03.q2.check(____)
     assert _first_line(capsys).startswith("Not attempted yet")
+
+
+@pytest.mark.parametrize("answer", [np.int64(235_146), 235_146.0, np.float64(235_146), torch.tensor(235_146)])
+def test_q2_accepts_numpy_float_and_tensor_counts(capsys, answer):
+    assert nb03.q2.check(answer)
+    assert _first_line(capsys).startswith("Correct")
+
+
+@pytest.mark.parametrize(
+    "wrong, words",
+    [
+        (784 * 256 + 256 * 128 + 128 * 10 + 256 + 128, "missing the last layer's bias"),
+        (784 * 256 + 256 * 128 + 128 * 10 + 784 + 256 + 128, "one bias per *input*"),
+        (235_146.5, "whole number"),
+        ("235146", "whole number"),
+    ],
+)
+def test_q2_typical_mistakes_are_named(capsys, wrong, words):
+    assert not nb03.q2.check(wrong)
+    assert words in _first_line(capsys)
+
+
+@pytest.mark.parametrize("wrong", [235_000, 300_000])
+def test_q2_wrong_counts_never_show_the_answer(capsys, wrong):
+    assert not nb03.q2.check(wrong)
+    line = _first_line(capsys)
+    assert "235,146" not in line and "235146" not in line and ("too high" in line or "too low" in line)
 
 
 def _weakest_by_rate(wrong_counts, digit_totals, k=5):
@@ -102,6 +131,22 @@ def test_q4_placeholder_function_is_not_attempted(capsys):
 
     assert not nb03.q4.check(collapse)
     assert _first_line(capsys).startswith("Not attempted yet")
+
+
+def test_q4_check_leaves_the_global_random_state_alone(capsys):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    nb03.q4.check(nb03.collapse_reference)
+    assert torch.equal(torch.rand(3), expected)
+    capsys.readouterr()
+
+
+def test_q3_wrong_digits_do_not_reveal_the_right_ones(capsys):
+    assert not nb03.q3.check(lambda wrong_counts, digit_totals, k=5: list(range(k)))
+    line = _first_line(capsys)
+    expected = _weakest_by_rate(nb03._WRONG, nb03._TOTALS)
+    assert "highest error rate" in line and str(expected) not in line
 
 
 def test_every_question_has_two_hints_and_a_solution(capsys):

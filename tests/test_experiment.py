@@ -1,5 +1,6 @@
 """The seed's experiment: cached baselines, the LoRA fine-tune, and the CLI that runs it."""
 
+import pytest
 import torch
 
 from lora_teach import experiment, lora_modules
@@ -58,19 +59,31 @@ def test_cli_experiment_reproduces_the_seed_counts_and_prints_a_table(capsys):
     assert 85.0 <= before <= 92.0, f"the seed's network should land near 89 %, got {before} %"
 
 
+def _refused(argv: list[str], capsys) -> str:
+    """The one-line error of a command line argparse refuses (exit status 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
 def test_cli_rejects_a_bad_rank_with_a_message(capsys):
-    assert main(["experiment", "--rank", "0", "--iterations", "1", "--no-progress"]) == 2
+    assert "--rank/-r: expected a positive integer, got '0'" in _refused(
+        ["experiment", "--rank", "0"], capsys
+    )
+
+
+def test_cli_rejects_a_rank_too_large_for_digitsnet_before_training(capsys):
+    assert main(["experiment", "--rank", "11", "--iterations", "1", "--no-progress"]) == 2
     assert "r must be an integer between 1 and" in capsys.readouterr().err
 
 
 def test_cli_rejects_bad_digits_with_a_message(capsys):
-    assert main(["experiment", "--digits", "two,three"]) == 2
-    assert "--digits must be a comma-separated list" in capsys.readouterr().err
+    assert "--digits: expected digits 0-9" in _refused(["experiment", "--digits", "two,three"], capsys)
 
 
 def test_cli_rejects_a_digit_out_of_range_before_training(capsys):
-    assert main(["experiment", "--digits", "2,12", "--no-progress"]) == 2
-    assert "digits must be a non-empty list of integers 0-9" in capsys.readouterr().err
+    assert "--digits: expected digits 0-9" in _refused(["experiment", "--digits", "2,12"], capsys)
 
 
 def test_baseline_trains_on_one_thread_and_restores_the_callers_count(monkeypatch):
@@ -89,3 +102,40 @@ def test_baseline_trains_on_one_thread_and_restores_the_callers_count(monkeypatc
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def _tiny_baseline(monkeypatch):
+    import lora_teach.experiment as experiment
+
+    monkeypatch.setattr(
+        experiment, "load_mnist", lambda split: (torch.zeros(20, 784), torch.zeros(20).long())
+    )
+
+
+def test_saved_baseline_checkpoint_gets_the_umask_mode(monkeypatch, tmp_path):
+    import os
+
+    _tiny_baseline(monkeypatch)
+    monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path))
+    old = os.umask(0o022)
+    try:
+        experiment.pretrained_digitsnet("corrected", seed=5, progress=False)
+    finally:
+        os.umask(old)
+    (saved,) = tmp_path.glob("*.pt")
+    assert saved.stat().st_mode & 0o777 == 0o644
+
+
+def test_failed_checkpoint_save_leaves_no_temporary_file(monkeypatch, tmp_path):
+    import lora_teach.experiment as experiment
+
+    _tiny_baseline(monkeypatch)
+    monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path))
+
+    def broken_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(experiment.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        experiment.pretrained_digitsnet("corrected", seed=6, progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -112,8 +112,12 @@ def test_cli_build_site(tmp_path, capsys):
     shutil.copy(NOTEBOOKS[0], source)
     assert cli.main(["build-site", str(tmp_path / "out"), "--notebooks", str(source)]) == 0
     assert (tmp_path / "out" / "index.html").exists()
+    assert cli.main(["build-site", str(tmp_path / "out2"), "--notebooks", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
     assert cli.main(["build-site", str(tmp_path / "out2"), "--notebooks", str(tmp_path / "empty")]) == 2
-    assert "no notebooks in" in capsys.readouterr().err
+    assert "holds no notebooks" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
 
 
 @pytest.mark.slow

@@ -113,3 +113,40 @@ def test_original_digitsnet_is_one_linear_map_then_a_relu():
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="variant must be one of"):
         DigitsNet("fixed")
+
+
+# ---------------------------------------------------------------- zero and negative counts (issue 11, item 14)
+
+
+@pytest.mark.parametrize("num_epochs", [0, -1, 1.5, True, None])
+def test_num_epochs_that_is_not_a_positive_integer_is_refused(num_epochs):
+    x, y = separable_data(20)
+    with pytest.raises(ValueError, match=f"num_epochs must be a positive integer, got {num_epochs!r}"):
+        train(DigitsNet(), Batches(x, y, 10), num_epochs=num_epochs, progress=False)
+
+
+@pytest.mark.parametrize("num_steps", [-5, 2.5, True])
+def test_num_steps_of_the_wrong_kind_is_refused(num_steps):
+    with pytest.raises(ValueError, match="num_steps must be a positive integer or None"):
+        train(DigitsNet(), [], num_steps=num_steps, progress=False)
+
+
+@pytest.mark.parametrize("lr", [0, -1e-3, float("nan"), float("inf")])
+def test_a_learning_rate_that_is_not_positive_and_finite_is_refused(lr):
+    x, y = separable_data(20)
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        train(DigitsNet(), Batches(x, y, 10), lr=lr, progress=False)
+
+
+def test_batches_that_yield_nothing_are_an_error_not_an_empty_loss_list():
+    with pytest.raises(ValueError, match="batches yielded no batch"):
+        train(DigitsNet(), [], progress=False)
+
+
+def test_evaluate_refuses_a_zero_batch_size_and_accuracy_on_absent_digits():
+    x, y = separable_data(20)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        evaluate(DigitsNet(), (x, y), batch_size=0)
+    result = evaluate(DigitsNet(), (x, y))
+    with pytest.raises(ValueError, match=r"no examples of the digits \[7\] were evaluated"):
+        result.accuracy_on([7])

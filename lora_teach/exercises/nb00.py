@@ -1,54 +1,116 @@
-"""Exercises for notebook 00, welcome and setup: two warm-ups that show how checks work."""
+"""Exercises for notebook 00, welcome and setup: a worked example of a check (q0) and two warm-ups on the
+MNIST images (a number, then a function)."""
 
 from __future__ import annotations
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_equal
+import torch
 
-# q1: a number. A 100 x 100 matrix written as B (100 x 5) times A (5 x 100).
+from lora_teach.exercises import Incorrect, Question, call_student
 
 
-def _check_q1(lora_numbers) -> str:
-    if lora_numbers == 100 * 100:
-        raise Incorrect(
-            "`lora_numbers` counts the full 100 x 100 matrix; count the entries of B and A instead"
-        )
-    if lora_numbers == 5 * 5:
-        raise Incorrect("`lora_numbers` should count B (100 x 5) and A (5 x 100), not a 5 x 5 block")
-    expect_equal("lora_numbers", lora_numbers, 100 * 5 + 5 * 100, context="for B (100 x 5) and A (5 x 100)")
-    return "1,000 numbers instead of 10,000: a tenth of the full matrix."
+def _as_number(name: str, value: object) -> float:
+    """A python, numpy or 0-d tensor number as a float; anything else is Incorrect."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise Incorrect(f"`{name}` should be one number, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, (bool, str)):
+        raise Incorrect(f"`{name}` should be a number, got {value!r}")
+    try:
+        return float(value)  # int, float, numpy scalars
+    except (TypeError, ValueError) as error:
+        raise Incorrect(f"`{name}` should be a number, got {type(value).__name__}") from error
+
+
+# q0: the worked example the notebook uses to show check / hint / solution (not an exercise).
+
+
+def _check_q0(number_of_classes) -> str:
+    got = _as_number("number_of_classes", number_of_classes)
+    if got != int(got):
+        raise Incorrect("`number_of_classes` counts labels, so it is a whole number")
+    if got == 9:
+        raise Incorrect("`number_of_classes` is one short: the labels run from 0 to 9, both included")
+    if got != 10:
+        raise Incorrect("`number_of_classes` is not the number of different labels; count the digits 0 to 9")
+    return "ten classes, one per digit."
+
+
+q0 = Question(
+    "q0 a worked example",
+    _check_q0,
+    hints=["A label is one digit. Which digits can a label be?", "The labels are 0, 1, ..., 9."],
+    solution="number_of_classes = 10  # the digits 0 to 9",
+)
+
+# q1: a number. How many numbers one 28 x 28 image holds.
+
+
+def _check_q1(pixels_per_image) -> str:
+    got = _as_number("pixels_per_image", pixels_per_image)
+    if got == 28 + 28:
+        raise Incorrect("`pixels_per_image` adds the two sides; a grid holds rows times columns numbers")
+    if got == 28:
+        raise Incorrect("`pixels_per_image` counts one row; the image has 28 rows of 28 pixels")
+    if got == 60_000 * 28 * 28:
+        raise Incorrect("`pixels_per_image` counts the whole training set; count a single image")
+    if got != 28 * 28:
+        raise Incorrect("`pixels_per_image` is not the number of pixels of one 28 x 28 image; see .hint()")
+    return "784 numbers: notebook 03's network takes each image as a vector of 784 inputs."
 
 
 q1 = Question(
-    "q1 count the numbers",
+    "q1 numbers in one image",
     _check_q1,
     hints=[
-        "B holds 100 * 5 numbers. How many does A hold?",
-        "lora_numbers = 100 * 5 + 5 * 100",
+        "An image is a grid of 28 rows, each with 28 pixels.",
+        "pixels_per_image = 28 * 28",
     ],
-    solution="lora_numbers = 100 * 5 + 5 * 100  # B (100 x 5) plus A (5 x 100)",
+    solution="pixels_per_image = 28 * 28",
 )
 
-# q2: a function. The same count for any shape and rank.
+# q2: a function. The fraction of an image's pixels that carry ink.
+
+_Q2_IMAGES = [
+    torch.tensor([[0, 0], [0, 255]], dtype=torch.uint8),
+    torch.tensor([[0, 0, 0], [0, 0, 0]], dtype=torch.uint8),
+    torch.tensor([[1, 2, 0, 0], [0, 0, 0, 7], [9, 0, 0, 0]], dtype=torch.uint8),
+    torch.full((28, 28), 200, dtype=torch.uint8),
+]
 
 
-def _check_q2(count_lora_numbers) -> str:
-    for d, k, r in [(100, 100, 5), (784, 256, 2), (3, 7, 1), (10, 20, 10)]:
-        got = call_student(count_lora_numbers, d, k, r, name="count_lora_numbers")
-        if got == d * k:
+def _check_q2(ink_fraction) -> str:
+    for image in _Q2_IMAGES:
+        shown = f"a {image.shape[0]} x {image.shape[1]} image"
+        got = _as_number(
+            f"ink_fraction({shown})", call_student(ink_fraction, image.clone(), name="ink_fraction")
+        )
+        inked = int((image > 0).sum())
+        expected = inked / image.numel()
+        if abs(got - expected) <= 1e-6:
+            continue
+        if inked and abs(got - inked) <= 1e-6:
             raise Incorrect(
-                f"`count_lora_numbers({d}, {k}, {r})` gave {got}, the size of the full d x k matrix; "
-                "count B (d x r) and A (r x k)"
+                "`ink_fraction` returns how many pixels carry ink; divide by the number of pixels"
             )
-        expect_equal(f"count_lora_numbers({d}, {k}, {r})", got, r * (d + k))
-    return "r * (d + k) numbers: it grows with d + k, not with d * k."
+        if got > 1:
+            raise Incorrect("`ink_fraction` returned more than 1; a fraction lies between 0 and 1")
+        if abs(got - image.double().mean().item() / 255) <= 1e-6:
+            raise Incorrect(
+                "`ink_fraction` returns the mean brightness; count the pixels above 0 instead, however faint"
+            )
+        raise Incorrect(f"`ink_fraction` is wrong for {shown}; see .hint()")
+    return "the share of pixels above 0; the cell below applies it to the training images."
 
 
 q2 = Question(
-    "q2 a counting function",
+    "q2 a function on images",
     _check_q2,
     hints=[
-        "B has shape (d, r) and A has shape (r, k); add their sizes.",
-        "return d * r + r * k",
+        "`image > 0` is a tensor of True/False, one per pixel. What fraction of it is True?",
+        "return (image > 0).float().mean().item()",
     ],
-    solution="def count_lora_numbers(d, k, r):\n    return d * r + r * k  # = r * (d + k)",
+    solution="def ink_fraction(image):\n    return (image > 0).float().mean().item()",
 )
+
+__all__ = ["q0", "q1", "q2"]

@@ -66,10 +66,97 @@ q2 = Question(
     solution="full_params = 512 * 768\nlora_params = 512 * 8 + 8 * 768  # r * (d + k)",
 )
 
-# q3: the best rank-r approximation from the SVD
+# q3: the error of the best rank-r approximation from the singular values alone
 
 
-def _check_q3(best_rank_r) -> str:
+def _q3_number(got) -> float:
+    if isinstance(got, torch.Tensor):
+        if got.numel() != 1:
+            raise Incorrect(
+                f"`error_from_singular_values` should return one number, got a tensor of shape {tuple(got.shape)}"
+            )
+        got = got.item()
+    try:
+        return float(got)
+    except (TypeError, ValueError) as error:
+        raise Incorrect(
+            f"`error_from_singular_values` should return a number, got {type(got).__name__}"
+        ) from error
+
+
+# Typical slips, each a formula that a wrong answer matches on every case, and what to say about it.
+_Q3_SLIPS = [
+    (
+        lambda S, r: S[r:].sum(),
+        "adds the discarded singular values; the Frobenius error is the square root of the sum of their squares",
+    ),
+    (
+        lambda S, r: (S[r:] ** 2).sum(),
+        "returns the sum of the squared discarded values; take its square root",
+    ),
+    (
+        lambda S, r: S[r] if r < len(S) else S.new_zeros(()),
+        "returns the largest discarded singular value, which is the spectral-norm error; "
+        "the Frobenius error uses all discarded values",
+    ),
+    (
+        lambda S, r: (S[r + 1 :] ** 2).sum().sqrt(),
+        "skips one value too many: S is indexed from 0, so the first discarded value is S[r]",
+    ),
+    (
+        lambda S, r: (S[:r] ** 2).sum().sqrt(),
+        "uses the r kept singular values; the error comes from the ones thrown away",
+    ),
+    (
+        lambda S, r: (S[r:] ** 2).sum().sqrt() / S.norm(),
+        "divides by the norm of M; the exercise asks for the absolute error, not the relative one",
+    ),
+]
+
+
+def _check_q3(error_from_singular_values) -> str:
+    cases = [
+        (torch.tensor([5.0, 3.0, 2.0, 1.0], dtype=torch.float64), 1),
+        (torch.tensor([5.0, 3.0, 2.0, 1.0], dtype=torch.float64), 2),
+        (torch.tensor([7.0, 4.0, 4.0, 0.5, 0.25], dtype=torch.float64), 1),
+        (torch.tensor([4.0, 4.0, 4.0], dtype=torch.float64), 0),
+        (torch.tensor([9.0, 2.0], dtype=torch.float64), 2),
+    ]
+    answers = []
+    for S, r in cases:
+        got = call_student(error_from_singular_values, S.clone(), r, name="error_from_singular_values")
+        answers.append(_q3_number(got))
+    expected = [math.sqrt((S[r:] ** 2).sum().item()) for S, r in cases]
+    if all(math.isclose(a, e, rel_tol=1e-6, abs_tol=1e-9) for a, e in zip(answers, expected)):
+        return "the Frobenius error is sqrt(s_{r+1}^2 + s_{r+2}^2 + ...), known before computing M_r."
+    for slip, message in _Q3_SLIPS:
+        slipped = [float(slip(S, r)) for S, r in cases]
+        if all(math.isclose(a, e, rel_tol=1e-6, abs_tol=1e-9) for a, e in zip(answers, slipped)):
+            raise Incorrect(f"`error_from_singular_values` {message}")
+    for (S, r), a, e in zip(cases, answers, expected):
+        if not math.isclose(a, e, rel_tol=1e-6, abs_tol=1e-9):
+            direction = "too high" if a > e else "too low"
+            raise Incorrect(
+                f"`error_from_singular_values(S, {r})` for S={S.tolist()} is {direction}; "
+                "which singular values does the best rank-r approximation throw away? See .hint()"
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+q3 = Question(
+    "q3 error from singular values",
+    _check_q3,
+    hints=[
+        "Which singular values are thrown away when you keep the r largest? S is sorted largest first.",
+        "Square the discarded values S[r:], add them up, and take the square root.",
+    ],
+    solution=("def error_from_singular_values(S, r):\n    return torch.sqrt((S[r:] ** 2).sum()).item()"),
+)
+
+# q4: the best rank-r approximation from the SVD
+
+
+def _check_q4(best_rank_r) -> str:
     generator = torch.Generator().manual_seed(3)
     for m, n, r in [(6, 4, 2), (5, 9, 1), (8, 8, 3), (7, 3, 3), (4, 6, 0)]:
         M = torch.randn(m, n, generator=generator, dtype=torch.float64)
@@ -87,9 +174,9 @@ def _check_q3(best_rank_r) -> str:
     return "keeping the r largest singular triples is the best rank-r approximation (Eckart-Young)."
 
 
-q3 = Question(
-    "q3 best rank-r approximation",
-    _check_q3,
+q4 = Question(
+    "q4 best rank-r approximation",
+    _check_q4,
     hints=[
         "torch.linalg.svd(M, full_matrices=False) gives U, S, Vh with M = U @ diag(S) @ Vh, S sorted largest first.",
         "Keep the first r columns of U, the first r values of S and the first r rows of Vh: "
@@ -100,44 +187,6 @@ q3 = Question(
         "    U, S, Vh = torch.linalg.svd(M, full_matrices=False)\n"
         "    return (U[:, :r] * S[:r]) @ Vh[:r]"
     ),
-)
-
-# q4: the error of the best rank-r approximation from the singular values alone
-
-
-def _check_q4(error_from_singular_values) -> str:
-    cases = [
-        (torch.tensor([5.0, 3.0, 2.0, 1.0]), 1),
-        (torch.tensor([5.0, 3.0, 2.0, 1.0]), 2),
-        (torch.tensor([4.0, 4.0, 4.0]), 0),
-        (torch.tensor([9.0, 2.0]), 2),
-    ]
-    for S, r in cases:
-        got = call_student(error_from_singular_values, S, r, name="error_from_singular_values")
-        expected = math.sqrt((S[r:] ** 2).sum().item())
-        if r < len(S):
-            if math.isclose(float(got), S[r:].sum().item()) and not math.isclose(float(got), expected):
-                raise Incorrect(
-                    "`error_from_singular_values` adds the discarded singular values; the Frobenius error "
-                    "is the square root of the sum of their squares"
-                )
-            if math.isclose(float(got), S[r].item()) and not math.isclose(float(got), expected):
-                raise Incorrect(
-                    "`error_from_singular_values` returns the largest discarded singular value, which is "
-                    "the spectral-norm error; the Frobenius error uses all discarded values"
-                )
-        expect_close("error_from_singular_values(S, r)", got, expected, context=f"for S={S.tolist()}, r={r}")
-    return "the Frobenius error is sqrt(s_{r+1}^2 + s_{r+2}^2 + ...)."
-
-
-q4 = Question(
-    "q4 error from singular values",
-    _check_q4,
-    hints=[
-        "Which singular values are thrown away when you keep the r largest? S is sorted largest first.",
-        "Square the discarded values S[r:], add them up, and take the square root.",
-    ],
-    solution=("def error_from_singular_values(S, r):\n    return torch.sqrt((S[r:] ** 2).sum()).item()"),
 )
 
 __all__ = ["Q1_MATRIX", "q1", "q2", "q3", "q4"]

@@ -10,11 +10,12 @@ from lora_teach.exercises import Incorrect, Question, call_student, expect_close
 
 
 def _as_shape(name: str, value) -> tuple:
-    if isinstance(value, torch.Size):
-        return tuple(value)
-    if not isinstance(value, tuple) or not all(isinstance(v, int) for v in value):
-        raise Incorrect(f"`{name}` should be a tuple of ints such as (3, 5), got {value!r}")
-    return value
+    """A shape given as a tuple, list or torch.Size of whole numbers (python or numpy ints) as a tuple."""
+    if isinstance(value, (tuple, list, torch.Size)):
+        items = list(value)
+        if all(hasattr(v, "__index__") and not isinstance(v, bool) for v in items):
+            return tuple(int(v.__index__()) for v in items)
+    raise Incorrect(f"`{name}` should be a tuple of whole numbers such as (3, 5), got {value!r}")
 
 
 def _check_q1(lora_A_shape, lora_B_shape, delta_W_shape) -> str:
@@ -86,37 +87,59 @@ q2 = Question(
     ),
 )
 
-# q3: counting the LoRA parameters of one layer
+# q3: unmerging an adapter: recover W0 from a merged weight
 
 
-def _check_q3(lora_parameter_count) -> str:
-    for in_features, out_features, r in [(784, 256, 2), (256, 128, 4), (12288, 12288, 4), (10, 3, 1)]:
-        got = call_student(lora_parameter_count, in_features, out_features, r, name="lora_parameter_count")
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        if got == in_features * out_features:
-            raise Incorrect("`lora_parameter_count` counts the full weight; count lora_A and lora_B instead")
-        if got == 2 * in_features * r and in_features != out_features:
+def _reference_unmerge(W, lora_A, lora_B, scaling):
+    return W - scaling * lora_B @ lora_A
+
+
+def _check_q3(unmerge) -> str:
+    generator = torch.Generator().manual_seed(3)
+    for d_out, d_in, r, scaling in [(5, 7, 2, 0.5), (6, 3, 1, 2.0), (4, 4, 3, 0.25)]:
+        W0 = torch.randn(d_out, d_in, generator=generator, dtype=torch.float64)
+        lora_A = torch.randn(r, d_in, generator=generator, dtype=torch.float64)
+        lora_B = torch.randn(d_out, r, generator=generator, dtype=torch.float64)
+        W = W0 + scaling * lora_B @ lora_A
+        W_given = W.clone()
+        got = call_student(unmerge, W_given, lora_A.clone(), lora_B.clone(), scaling, name="unmerge")
+        if not torch.equal(W_given, W):
             raise Incorrect(
-                "`lora_parameter_count` assumes a square layer; lora_B has out_features * r entries"
+                "`unmerge` changed the merged weight it was given; return a new tensor "
+                "(W - ..., not W -= ...) so the caller's W stays as it was"
             )
-        expect_equal(
-            "lora_parameter_count",
-            got,
-            r * (in_features + out_features),
-            context=f"({in_features}, {out_features}, {r})",
+        if not isinstance(got, torch.Tensor):
+            raise Incorrect(f"`unmerge` should return a tensor, got {type(got).__name__}")
+        if got.shape != W0.shape:
+            raise Incorrect(
+                f"`unmerge` returned shape {tuple(got.shape)} for a weight of shape {tuple(W0.shape)}; "
+                "the update lora_B @ lora_A has the weight's shape (out, in)"
+            )
+        got = got.to(torch.float64)
+        if torch.allclose(got, W0):
+            continue
+        if torch.allclose(got, W + scaling * lora_B @ lora_A):
+            raise Incorrect("`unmerge` adds the update a second time; unmerging subtracts it")
+        if torch.allclose(got, W - lora_B @ lora_A):
+            raise Incorrect(
+                "`unmerge` subtracts lora_B @ lora_A without `scaling`; merging added scaling * B A"
+            )
+        if torch.allclose(got, W - lora_B @ lora_A / scaling):
+            raise Incorrect("`unmerge` divides by `scaling`; merging multiplied B A by it")
+        raise Incorrect(
+            f"`unmerge` does not give back W0 for a {d_out} x {d_in} weight at r = {r}; see .hint()"
         )
-    return "r * (in + out): lora_A holds r * in numbers and lora_B holds out * r."
+    return "W0 comes back (up to rounding), so the layer is ready for another task's adapter."
 
 
 q3 = Question(
-    "q3 LoRA parameter count",
+    "q3 unmerge an adapter",
     _check_q3,
     hints=[
-        "lora_A is (r, in_features) and lora_B is (out_features, r). How many numbers does each hold?",
-        "return r * in_features + out_features * r",
+        "Merging computed W = W0 + scaling * (lora_B @ lora_A). Solve that for W0.",
+        "return W - scaling * lora_B @ lora_A",
     ],
-    solution="def lora_parameter_count(in_features, out_features, r):\n    return r * (in_features + out_features)",
+    solution="def unmerge(W, lora_A, lora_B, scaling):\n    return W - scaling * lora_B @ lora_A",
 )
 
 # q4: the size of an adapter checkpoint for a transformer
@@ -126,23 +149,56 @@ def _reference_bytes(num_layers, d_model, r, matrices_per_layer, bytes_per_param
     return num_layers * matrices_per_layer * 2 * d_model * r * bytes_per_param
 
 
+# Typical slips, each a formula a wrong answer matches on every case, and what to say about it. The cases
+# below are chosen so that no two of these formulas agree on all of them.
+_Q4_SLIPS = [
+    (lambda L, d, r, n, b: L * n * 2 * d * r, "counts parameters; multiply by bytes_per_param to get bytes"),
+    (
+        lambda L, d, r, n, b: L * n * d * r * b,
+        "counts one factor per matrix; each adapted d_model x d_model matrix has two, "
+        "A (r x d_model) and B (d_model x r)",
+    ),
+    (
+        lambda L, d, r, n, b: L * n * 2 * d * r * 2,
+        "assumes 2 bytes per parameter; use the `bytes_per_param` argument",
+    ),
+    (
+        lambda L, d, r, n, b: L * n * d * d * b,
+        "counts the full d_model x d_model matrices; a LoRA checkpoint holds only A and B",
+    ),
+    (lambda L, d, r, n, b: n * 2 * d * r * b, "counts one layer; multiply by num_layers"),
+    (
+        lambda L, d, r, n, b: L * 2 * d * r * b,
+        "counts one adapted matrix per layer; multiply by matrices_per_layer",
+    ),
+]
+
+
 def _check_q4(checkpoint_bytes) -> str:
-    cases = [(12, 768, 8, 4, 4), (96, 12288, 4, 2, 2), (36, 1280, 4, 2, 2), (2, 10, 1, 1, 1)]
+    cases = [(12, 768, 8, 4, 4), (96, 12288, 4, 2, 2), (36, 1280, 4, 3, 1), (2, 10, 1, 1, 2)]
+    answers = []
     for case in cases:
         got = call_student(checkpoint_bytes, *case, name="checkpoint_bytes")
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
+        try:
+            answers.append(float(got))
+        except (TypeError, ValueError) as error:
+            raise Incorrect(f"`checkpoint_bytes` should return a number, got {type(got).__name__}") from error
+    if all(a == _reference_bytes(*case) for a, case in zip(answers, cases)):
+        gpt3 = _reference_bytes(96, 12288, 4, 2, 2)
+        return f"GPT-3 175B at r = 4 on Wq and Wv: {gpt3:,} bytes = {gpt3 / 1e6:.1f} MB."
+    for slip, message in _Q4_SLIPS:
+        if all(a == slip(*case) for a, case in zip(answers, cases)):
+            raise Incorrect(f"`checkpoint_bytes` {message}")
+    for a, case in zip(answers, cases):
         expected = _reference_bytes(*case)
-        if got == expected // case[4] and case[4] != 1:
-            raise Incorrect("`checkpoint_bytes` counts parameters; multiply by bytes_per_param to get bytes")
-        if got == expected // 2:
+        if a != expected:
+            direction = "too high" if a > expected else "too low"
             raise Incorrect(
-                "`checkpoint_bytes` is half the answer: each adapted d_model x d_model matrix has two factors, "
-                "A (r x d_model) and B (d_model x r)"
+                f"`checkpoint_bytes{case}` is {direction}; count A and B of one matrix first (.hint())"
             )
-        expect_equal("checkpoint_bytes", got, expected, context=f"for {case}")
-    gpt3 = _reference_bytes(96, 12288, 4, 2, 2)
-    return f"GPT-3 175B at r = 4 on Wq and Wv: {gpt3:,} bytes = {gpt3 / 1e6:.1f} MB."
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 q4 = Question(

@@ -1,5 +1,5 @@
 """Exercises for notebook 03, the DigitsNet baseline: label counts, a parameter count,
-the weakest digits, and collapsing the seed's three Linear layers into one."""
+the weakest digits, and collapsing the tutorial's three Linear layers into one."""
 
 from __future__ import annotations
 
@@ -60,20 +60,44 @@ q1 = Question(
 # q2: DigitsNet's parameter count by hand ---------------------------------------------------
 
 
+def _as_whole_number(name: str, value: object) -> int:
+    """A python, numpy or 0-d tensor number with no fractional part, as an int."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise Incorrect(f"`{name}` should be one number, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, (bool, str)):
+        raise Incorrect(f"`{name}` should be a whole number, got {value!r}")
+    try:
+        number = float(value)  # int, float, numpy scalars
+    except (TypeError, ValueError) as error:
+        raise Incorrect(f"`{name}` should be a whole number, got {type(value).__name__}") from error
+    if not number.is_integer():
+        raise Incorrect(f"`{name}` should be a whole number (a count of parameters), got {value!r}")
+    return int(number)
+
+
 def _check_parameter_count(num_parameters: object) -> str:
-    if isinstance(num_parameters, torch.Tensor):
-        num_parameters = num_parameters.item()
-    if not isinstance(num_parameters, int) or isinstance(num_parameters, bool):
-        raise Incorrect(f"`num_parameters` should be a whole number, got {num_parameters!r}")
-    weights_only = 784 * 256 + 256 * 128 + 128 * 10
-    if num_parameters == weights_only:
+    count = _as_whole_number("num_parameters", num_parameters)
+    weights = [784 * 256, 256 * 128, 128 * 10]
+    biases = [256, 128, 10]
+    if count == sum(weights):
         raise Incorrect(
-            f"`num_parameters` = {weights_only:,} counts the weights only; each Linear layer also has a bias"
+            "`num_parameters` counts the weights only; each Linear layer also has one bias per output"
         )
-    if num_parameters == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10:
-        raise Incorrect("`num_parameters` is missing the last layer's bias (10 values)")
-    expect_equal("num_parameters", num_parameters, 235_146)
-    return "235,146, the number the tutorial printed"
+    if count == sum(weights) + sum(biases) - 10:
+        raise Incorrect("`num_parameters` is missing the last layer's bias (one per output digit)")
+    if count == sum(weights) + 784 + 256 + 128:
+        raise Incorrect(
+            "`num_parameters` gives each layer one bias per *input*; a bias belongs to each output"
+        )
+    if count == 784 * 256 * 128 * 10:
+        raise Incorrect("`num_parameters` multiplies the layer sizes; add up the three layers instead")
+    if count != sum(weights) + sum(biases):
+        direction = "too high" if count > sum(weights) + sum(biases) else "too low"
+        raise Incorrect(f"`num_parameters` is {direction}; count weight and bias of each layer (.hint())")
+    share = 100 * weights[0] / (sum(weights) + sum(biases))
+    return f"{count:,}; {share:.0f} % of them sit in the first layer's weight, which sees every pixel."
 
 
 q2 = Question(
@@ -111,9 +135,12 @@ def _check_weakest(weakest_digits: object) -> None:
             "since some digits have more test images than others"
         )
     if sorted(got) != expected:
-        raise Incorrect(f"`weakest_digits(wrong_counts, digit_totals, 5)` should give {expected}, got {got}")
+        raise Incorrect(
+            f"`weakest_digits(wrong_counts, digit_totals, 5)` gave {got}, which are not the five digits with "
+            "the highest error rate (wrong / total); see .hint()"
+        )
     if got != expected:
-        raise Incorrect(f"`weakest_digits` found the right digits but should return them sorted: {expected}")
+        raise Incorrect("`weakest_digits` found the right digits but should return them sorted")
     for k in (1, 3):
         expect_equal(
             "weakest_digits",
@@ -143,7 +170,7 @@ q3 = Question(
 
 
 def collapse_reference(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """The one linear map of the seed's DigitsNet: W (10, 784), b (10,) with
+    """The one linear map of the tutorial's DigitsNet: W (10, 784), b (10,) with
     linear3(linear2(linear1(x))) == x @ W.T + b."""
     w1, w2, w3 = model.linear1.weight, model.linear2.weight, model.linear3.weight
     b1, b2, b3 = model.linear1.bias, model.linear2.bias, model.linear3.bias
@@ -151,8 +178,9 @@ def collapse_reference(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _check_collapse(collapse: object) -> str:
-    torch.manual_seed(3)
-    model = DigitsNet("original")
+    with torch.random.fork_rng(devices=[]):  # a check must not move the student's random state
+        torch.manual_seed(3)
+        model = DigitsNet("original")
     with torch.no_grad():
         got = call_student(collapse, model, name="collapse")
         if not isinstance(got, (tuple, list)) or len(got) != 2:
@@ -168,11 +196,11 @@ def _check_collapse(collapse: object) -> str:
         expect_close(
             "b", b, expected_b, rtol=1e-4, atol=1e-5, context="(the biases carried through the layers)"
         )
-    return "the seed's network is one (10, 784) linear map and a ReLU"
+    return "the tutorial's network is one (10, 784) linear map followed by a ReLU"
 
 
 q4 = Question(
-    "q4 collapse the seed's network",
+    "q4 collapse the tutorial's network",
     _check_collapse,
     hints=[
         "Write linear3(linear2(linear1(x))) out: W3 (W2 (W1 x + b1) + b2) + b3, and multiply the brackets out.",

@@ -112,7 +112,7 @@ def _parametrized_model() -> nn.Module:
 def _check_q3(freeze_all_but_lora: Callable[[nn.Module], None]) -> str:
     with torch.random.fork_rng(devices=[]):  # building the model must not move the student's RNG
         model = _parametrized_model()
-    call_student(freeze_all_but_lora, model, name="freeze_all_but_lora")
+    call_student(freeze_all_but_lora, model, name="freeze_all_but_lora", returns=False)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     lora = {name for name, _ in model.named_parameters() if name.rpartition(".")[2] in ("lora_A", "lora_B")}
     if trainable == {name for name, _ in model.named_parameters()}:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_equal
+from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_equal
 
 DIGITSNET_LAYERS = {"linear1": (784, 256), "linear2": (256, 128), "linear3": (128, 10)}  # (in, out)
 
@@ -13,6 +13,8 @@ DIGITSNET_LAYERS = {"linear1": (784, 256), "linear2": (256, 128), "linear3": (12
 def _check_adapter_size(adapter_floats, adapter_bytes) -> str:
     r = 8
     floats = sum(r * (n_in + n_out) for n_in, n_out in DIGITSNET_LAYERS.values())
+    adapter_floats = as_number("adapter_floats", adapter_floats)
+    adapter_bytes = as_number("adapter_bytes", adapter_bytes)
     if adapter_floats == sum(n_in * n_out for n_in, n_out in DIGITSNET_LAYERS.values()):
         raise Incorrect("`adapter_floats` counts the full weight matrices; count only lora_A and lora_B")
     expect_equal("adapter_floats", adapter_floats, floats, "(r = 8 on linear1, linear2 and linear3)")
@@ -54,8 +56,7 @@ def _check_adapter_ranks(adapter_ranks) -> None:
         got = call_student(adapter_ranks, state, name="adapter_ranks")
         if not isinstance(got, dict):
             raise Incorrect(f"`adapter_ranks(state)` should return a dict, got {type(got).__name__}")
-        if any(isinstance(v, torch.Tensor) for v in got.values()):
-            got = {k: int(v) for k, v in got.items()}
+        got = {k: as_number(f"adapter_ranks(state)[{k!r}]", v) for k, v in got.items()}
         if set(got) != set(ranks):
             raise Incorrect(
                 f"`adapter_ranks(state)` should have one key per adapted layer {sorted(ranks)}, "
@@ -89,8 +90,12 @@ def _check_combine_factors(combine_factors) -> str:
     B2, A2 = torch.randn(5, 3, generator=generator), torch.randn(3, 6, generator=generator)
     w1, w2 = 0.7, -1.5
     got = call_student(combine_factors, B1, A1, B2, A2, w1, w2, name="combine_factors")
-    if not isinstance(got, tuple) or len(got) != 2:
-        raise Incorrect("`combine_factors(...)` should return a pair (B, A)")
+    if (
+        not isinstance(got, (tuple, list))
+        or len(got) != 2
+        or not all(isinstance(t, torch.Tensor) for t in got)
+    ):
+        raise Incorrect("`combine_factors(...)` should return a pair of tensors (B, A)")
     B, A = got
     if tuple(B.shape) != (5, 5) or tuple(A.shape) != (5, 6):
         raise Incorrect(

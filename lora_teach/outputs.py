@@ -1,0 +1,102 @@
+"""Writing outputs safely: check a path can be written before any work, write through a temporary
+file or folder and rename, and leave nothing behind on failure. Used by the ``lora-teach`` commands."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class OutputError(ValueError):
+    """An output path that cannot be written, with what to do about it."""
+
+
+def umask_mode() -> int:
+    """The mode a new file gets under the current umask (0o644 for the usual umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            return folder
+    return Path("/")
+
+
+def _check_ancestor(path: Path, option: str) -> None:
+    ancestor = _existing_ancestor(path.parent if not path.exists() else path)
+    if not ancestor.is_dir():
+        raise OutputError(f"{option} {path}: {ancestor} is a file, not a folder; choose another path")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {path}: no permission to write in {ancestor}; choose another path")
+
+
+def check_output_file(path: Path | str, option: str = "output") -> Path:
+    """Refuse (OutputError) a file path that cannot be written: a folder, a path under a file, a
+    folder without write permission. Creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a folder; give a file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"{option} {path}: no permission to overwrite it; choose another path")
+    _check_ancestor(path.parent, option)
+    return path
+
+
+def check_output_dir(path: Path | str, option: str = "output") -> Path:
+    """Refuse (OutputError) a folder path that cannot be written: an existing file, a path under a
+    file, a folder without write permission. Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {path} is a file, not a folder; give a folder path")
+    _check_ancestor(path, option)
+    return path
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename: a reader sees
+    the old file or the whole new one, never a part. The new file gets the umask's mode."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(tmp, umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def atomic_folder(out_dir: Path | str) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out_dir``; when the block ends without error, move each
+    file written there into ``out_dir`` (created if needed) by a rename. On error, ``out_dir`` is
+    left as it was and the temporary folder is removed."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        out_dir.mkdir(exist_ok=True)
+        mode = umask_mode()
+        for path in sorted(tmp.iterdir()):
+            os.chmod(path, mode)
+            os.replace(path, out_dir / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def error_line(error: BaseException) -> str:
+    """An error as one line (an OSError from the system gets its path and reason)."""
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.filename:
+        return f"cannot write {error.filename}: {error.strerror}"
+    return " ".join(str(error).split())
