@@ -62,6 +62,70 @@ def per_digit_bars(
     return ax
 
 
+def lora_two_ways_diagram(highlight: str | None = None) -> plt.Figure:
+    """Two panels: LoRA as a parametrization (the weight W0 + s·BA is rebuilt on every forward) and
+    as a wrapper (a side path x -> A -> B added beside W0 x); ``highlight`` ("parametrize" or "wrapper")
+    draws the other panel faded."""
+    from matplotlib.patches import FancyBboxPatch
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+
+    def box(ax, xy, wh, text, color, alpha):
+        x, y = xy
+        w, h = wh
+        ax.add_patch(
+            FancyBboxPatch(
+                (x, y), w, h, boxstyle="round,pad=0.02", fc=color, ec="black", alpha=0.35 * alpha, lw=1
+            )
+        )
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9, alpha=alpha)
+
+    def arrow(ax, start, end, alpha, text=""):
+        ax.annotate("", end, start, arrowprops={"arrowstyle": "->", "lw": 1.3, "alpha": alpha})
+        if text:
+            mid = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.04)
+            ax.text(*mid, text, ha="center", fontsize=8, alpha=alpha)
+
+    # parametrize: W0, A, B -> W = W0 + s BA (every forward) -> x W^T
+    ax = axes[0]
+    a = 1.0 if highlight in (None, "parametrize") else 0.35
+    box(ax, (0.02, 0.72), (0.2, 0.14), "W0 (out, in)\nfrozen", COLORS["base"], a)
+    box(ax, (0.02, 0.45), (0.2, 0.14), "A (r, in)\ntrainable", COLORS["lora"], a)
+    box(ax, (0.02, 0.18), (0.2, 0.14), "B (out, r)\ntrainable", COLORS["lora"], a)
+    box(ax, (0.34, 0.42), (0.26, 0.2), "W = W0 + s·B A\n(out, in), rebuilt\non every forward", "#F2E8CF", a)
+    for y in (0.79, 0.52, 0.25):
+        arrow(ax, (0.23, y), (0.34, 0.52), a)
+    box(ax, (0.72, 0.42), (0.25, 0.2), "h = x Wᵀ + b\n(batch, out)", COLORS["parametrize"], a)
+    arrow(ax, (0.61, 0.52), (0.72, 0.52), a)
+    ax.text(0.845, 0.85, "x (batch, in)", ha="center", fontsize=9, alpha=a)
+    arrow(ax, (0.845, 0.82), (0.845, 0.63), a)
+    ax.set_title("parametrize: LoRA changes the weight\n(one matmul with x, plus rebuilding W)", fontsize=10)
+
+    # wrapper: x -> W0 x + b ; x -> A -> B -> * s ; add
+    ax = axes[1]
+    a = 1.0 if highlight in (None, "wrapper") else 0.35
+    ax.text(0.06, 0.52, "x\n(batch, in)", ha="center", va="center", fontsize=9, alpha=a)
+    box(ax, (0.22, 0.68), (0.3, 0.14), "W0 x + b (frozen)\n(batch, out)", COLORS["base"], a)
+    box(ax, (0.2, 0.2), (0.16, 0.14), "A: x Aᵀ\n(batch, r)", COLORS["lora"], a)
+    box(ax, (0.45, 0.2), (0.2, 0.14), "B, times s\n(batch, out)", COLORS["lora"], a)
+    box(ax, (0.76, 0.44), (0.08, 0.14), "+", "#F2E8CF", a)
+    ax.text(0.96, 0.51, "h", ha="center", va="center", fontsize=10, alpha=a)
+    arrow(ax, (0.11, 0.56), (0.22, 0.75), a)
+    arrow(ax, (0.11, 0.48), (0.2, 0.27), a)
+    arrow(ax, (0.37, 0.27), (0.45, 0.27), a, "r numbers")
+    arrow(ax, (0.53, 0.75), (0.76, 0.53), a)
+    arrow(ax, (0.66, 0.27), (0.76, 0.49), a)
+    arrow(ax, (0.85, 0.51), (0.93, 0.51), a)
+    ax.set_title("wrapper: LoRA adds a side path beside W0\n(B A is never formed)", fontsize=10)
+    for ax in axes:
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0.1, 0.95)
+        ax.axis("off")
+    fig.suptitle("Two ways to attach LoRA to a linear layer (s = lora_alpha / r)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def lora_diagram(
     d: int | str = "d",
     k: int | str = "k",

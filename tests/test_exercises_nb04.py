@@ -95,3 +95,37 @@ def test_hints_and_solution_print(capsys):
     out = capsys.readouterr().out
     assert "Hint 1 of 2" in out and "Hint 2 of 2" in out and "requires_grad_" in out
     torch.manual_seed(0)
+
+
+def test_q3_substring_rule_fails_on_a_module_named_like_a_factor(capsys):
+    def freeze_by_substring(model):
+        for name, param in model.named_parameters():
+            param.requires_grad_("lora_A" in name or "lora_B" in name)
+
+    assert not nb04.q3.check(freeze_by_substring)
+    assert "lora_A_head" in capsys.readouterr().out
+
+
+def test_q3_tutorial_capital_letter_rule_fails(capsys):
+    def freeze_by_letters(model):
+        for name, param in model.named_parameters():
+            param.requires_grad_("A" in name or "B" in name)
+
+    assert not nb04.q3.check(freeze_by_letters)
+    assert "`freeze_all_but_lora`" in capsys.readouterr().out
+
+
+def test_q3_endswith_rule_passes(capsys):
+    def freeze_by_suffix(model):
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.endswith((".lora_A", ".lora_B")))
+
+    assert nb04.q3.check(freeze_by_suffix)
+
+
+def test_q3_check_leaves_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    nb04.q3.check(freeze_all_but_lora)
+    assert torch.equal(torch.rand(3), expected)

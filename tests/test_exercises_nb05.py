@@ -1,5 +1,7 @@
 """The nb05 exercises: reference answers pass, typical mistakes fail by name, placeholders are not attempted."""
 
+import torch
+
 from lora_teach.exercises import ____, nb05
 
 
@@ -76,3 +78,12 @@ def test_q3_without_scaling_fails(capsys):
 def test_q3_transposed_weight_fails(capsys):
     assert not nb05.q3.check(lambda layer, A, B, s: (layer.weight + s * B @ A).T)
     assert "(out, in)" in capsys.readouterr().out
+
+
+def test_checks_leave_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    nb05.q1.check(lora_linear_forward)
+    nb05.q3.check(merged_weight)
+    assert torch.equal(torch.rand(3), expected)

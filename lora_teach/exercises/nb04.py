@@ -82,16 +82,27 @@ class _Factors(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, r: int) -> None:
         super().__init__()
-        self.lora_A = nn.Parameter(torch.randn(r, in_features))
+        generator = torch.Generator().manual_seed(0)  # never the student's global random state
+        self.lora_A = nn.Parameter(torch.randn(r, in_features, generator=generator))
         self.lora_B = nn.Parameter(torch.zeros(out_features, r))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight + self.lora_B @ self.lora_A
 
 
-def _parametrized_mlp() -> nn.Module:
-    model = nn.Sequential(nn.Linear(784, 256), nn.Linear(256, 128), nn.Linear(128, 10))
-    for layer in model:
+def _parametrized_model() -> nn.Module:
+    """Adapted layers beside plain ones whose module names contain "A", "B" and "lora_A": only the
+    last part of a parameter's name tells a LoRA factor apart."""
+    model = nn.ModuleDict(
+        {
+            "encoder": nn.Linear(8, 6),
+            "Block_B": nn.Linear(6, 6),
+            "lora_A_head": nn.Linear(6, 4),
+            "decoder": nn.Linear(4, 3),
+        }
+    )
+    for name in ("encoder", "Block_B", "decoder"):
+        layer = model[name]
         parametrize.register_parametrization(
             layer, "weight", _Factors(layer.in_features, layer.out_features, 2)
         )
@@ -99,7 +110,8 @@ def _parametrized_mlp() -> nn.Module:
 
 
 def _check_q3(freeze_all_but_lora: Callable[[nn.Module], None]) -> str:
-    model = _parametrized_mlp()
+    with torch.random.fork_rng(devices=[]):  # building the model must not move the student's RNG
+        model = _parametrized_model()
     call_student(freeze_all_but_lora, model, name="freeze_all_but_lora", returns=False)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     lora = {name for name, _ in model.named_parameters() if name.rpartition(".")[2] in ("lora_A", "lora_B")}
@@ -111,10 +123,10 @@ def _check_q3(freeze_all_but_lora: Callable[[nn.Module], None]) -> str:
     if extra:
         raise Incorrect(
             f"`freeze_all_but_lora` leaves {len(extra)} other tensors trainable, e.g. {extra[0]!r}; "
-            "freeze the biases and the original weights as well"
+            "freeze the biases and the original weights as well, and decide from the last part of each "
+            "name (a module may be called 'lora_A_head')"
         )
-    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return f"{count:,} trainable parameters, the LoRA factors alone."
+    return "only the LoRA factors train, whatever the modules around them are called."
 
 
 q3 = Question(

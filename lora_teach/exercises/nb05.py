@@ -13,7 +13,8 @@ from lora_teach.exercises import Incorrect, Question, as_number, call_student, e
 def _example(seed: int = 5) -> tuple[torch.Tensor, nn.Linear, torch.Tensor, torch.Tensor, float]:
     """x (3, 7), a Linear 7 -> 5, lora_A (2, 7), lora_B (5, 2), scaling 0.5."""
     generator = torch.Generator().manual_seed(seed)
-    base_layer = nn.Linear(7, 5)
+    with torch.random.fork_rng(devices=[]):  # nn.Linear's init must not move the student's RNG
+        base_layer = nn.Linear(7, 5)
     with torch.no_grad():
         base_layer.weight.copy_(torch.randn(5, 7, generator=generator))
         base_layer.bias.copy_(torch.randn(5, generator=generator))
@@ -69,7 +70,7 @@ def _check_q2(bias_parameters: int) -> str:
         raise Incorrect("`bias_parameters` is the whole trainable count; subtract the LoRA factors (3,124)")
     if bias_parameters == 3_124:
         raise Incorrect(
-            "`bias_parameters` is the LoRA count; which parameters does the seed leave trainable?"
+            "`bias_parameters` is the LoRA count; which other parameters does the tutorial leave trainable?"
         )
     expect_equal("bias_parameters", bias_parameters, 394, context="(the biases of DigitsNet's three layers)")
     return "256 + 128 + 10 = 394 biases, the whole gap between 3,124 and 3,518."
@@ -79,7 +80,7 @@ q2 = Question(
     "nb05.q2",
     _check_q2,
     hints=[
-        "The seed froze only `layer.weight`. What else does each nn.Linear hold?",
+        "The tutorial froze only `layer.weight`. What else does each nn.Linear hold?",
         "Each nn.Linear(in, out) has a bias of out_features entries; add them for 256, 128 and 10.",
     ],
     solution="bias_parameters = 256 + 128 + 10  # = 394 = 3,518 - 3,124",
