@@ -21,6 +21,9 @@ COMMANDS = {  # name -> (module, one-line help)
     "student-edition": ("lora_teach.editions", "write the notebooks with the solutions taken out"),
     "instructor-guide": ("lora_teach.editions", "write the instructor guide (goals, run times, answers)"),
     "build-site": ("lora_teach.site", "write the course as a static HTML site"),
+    # notebook 09: the tiny transformer (both in lora_teach.gpt_cli)
+    "pretrain-gpt": ("lora_teach.gpt_cli", "pretrain the TinyGPT on prose and write its checkpoint"),
+    "experiment-gpt": ("lora_teach.gpt_cli", "fine-tune TinyGPT on code (LR grid x seeds x targets), write JSON"),
 }
 
 
