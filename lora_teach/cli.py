@@ -23,7 +23,7 @@ COMMANDS = {  # name -> (module, one-line help)
     "build-site": ("lora_teach.site", "write the course as a static HTML site"),
     # notebook 09: the tiny transformer (both in lora_teach.gpt_cli)
     "pretrain-gpt": ("lora_teach.gpt_cli", "pretrain the TinyGPT on prose and write its checkpoint"),
-    "experiment-gpt": ("lora_teach.gpt_cli", "fine-tune TinyGPT on code (LR grid x seeds x targets), write JSON"),
+    "experiment-gpt": ("lora_teach.gpt_cli", "fine-tune TinyGPT on code (lr x seed x targets), write JSON"),
 }
 
 
