@@ -22,10 +22,10 @@ def _lora_count(targets, r) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def test_q1_reference_answer_passes_and_matches_the_model(capsys):
+def test_q2_reference_answer_passes_and_matches_the_model(capsys):
     qv, every = _lora_count(["q_proj", "v_proj"], 8), _lora_count(ALL_LINEAR, 2)
-    assert nb09.q1.check(qv, every)
-    assert _out(capsys).startswith("Correct (nb09.q1")
+    assert nb09.q2.check(qv, every)
+    assert _out(capsys).startswith("Correct (nb09.q2")
 
 
 @pytest.mark.parametrize(
@@ -43,23 +43,23 @@ def test_q1_reference_answer_passes_and_matches_the_model(capsys):
         (float("nan"), 18432, "finite"),
     ],
 )
-def test_q1_mistakes_and_junk_are_named_without_the_answer(capsys, qv, every, words):
-    assert not nb09.q1.check(qv, every)
+def test_q2_mistakes_and_junk_are_named_without_the_answer(capsys, qv, every, words):
+    assert not nb09.q2.check(qv, every)
     out = _out(capsys)
-    assert out.startswith("Incorrect (nb09.q1") and words in out
+    assert out.startswith("Incorrect (nb09.q2") and words in out
     assert "16384" not in out.replace(",", "") or qv == 16384
 
 
-def test_q1_blank_is_not_attempted(capsys):
-    assert not nb09.q1.check(____, ____)
+def test_q2_blank_is_not_attempted(capsys):
+    assert not nb09.q2.check(____, ____)
     assert _out(capsys).startswith("Not attempted yet")
 
 
-def test_q2_reference_answer_passes(capsys):
+def test_q1_reference_answer_passes(capsys):
     model = TinyGPT()
     attention = sum(p.numel() for n, p in model.named_parameters() if ".attn." in n)
-    assert nb09.q2.check(attention / sum(p.numel() for p in model.parameters()), False)
-    assert _out(capsys).startswith("Correct (nb09.q2")
+    assert nb09.q1.check(attention / sum(p.numel() for p in model.parameters()), False)
+    assert _out(capsys).startswith("Correct (nb09.q1")
 
 
 @pytest.mark.parametrize(
@@ -74,10 +74,10 @@ def test_q2_reference_answer_passes(capsys):
         (None, False, "should be a number"),
     ],
 )
-def test_q2_mistakes_and_junk_are_named_without_the_answer(capsys, share, verdict, words):
-    assert not nb09.q2.check(share, verdict)
+def test_q1_mistakes_and_junk_are_named_without_the_answer(capsys, share, verdict, words):
+    assert not nb09.q1.check(share, verdict)
     out = _out(capsys)
-    assert out.startswith("Incorrect (nb09.q2") and words in out and "0.31" not in out
+    assert out.startswith("Incorrect (nb09.q1") and words in out and "0.31" not in out
 
 
 def test_q3_reference_answer_passes(capsys):

@@ -1,5 +1,5 @@
-"""Exercises for notebook 09, LoRA on a tiny transformer: the parameter count r (d + k) per target set, the
-share of the parameters that attention holds, and sampling with a temperature. Wrong-answer messages
+"""Exercises for notebook 09, LoRA on a tiny transformer: the share of the parameters that attention holds,
+the parameter count r (d + k) per target set, and sampling with a temperature. Wrong-answer messages
 say what went wrong, never the expected value."""
 
 from __future__ import annotations
@@ -35,54 +35,7 @@ def _number(name: str, value: Any) -> float:
 # q1 --------------------------------------------------------------------------------
 
 
-def _check_q1(qv_r8: Any, all_linear_r2: Any) -> str:
-    qv = _number("qv_r8", qv_r8)
-    if qv == QV_R8 / LAYERS:
-        raise Incorrect("`qv_r8` counts one block; TinyGPT has four")
-    if qv == QV_R8 / 2:
-        raise Incorrect("`qv_r8` counts one matrix per block; q_proj and v_proj are two")
-    if qv == LAYERS * 2 * D * D:
-        raise Incorrect("`qv_r8` counts the frozen matrices d * k; the adapter holds r * (d + k) per matrix")
-    if qv != QV_R8:
-        raise Incorrect(
-            "`qv_r8` is not the adapter's count; add r * (d_in + d_out) over every adapted matrix"
-        )
-    both = _number("all_linear_r2", all_linear_r2)
-    if both == LAYERS * 6 * 2 * (D + D):
-        raise Incorrect(
-            "`all_linear_r2` treats up_proj and down_proj as 128 x 128; they are 128 x 512 and 512 x 128"
-        )
-    if both == ALL_R2 / LAYERS:
-        raise Incorrect("`all_linear_r2` counts one block; TinyGPT has four")
-    if both != ALL_R2:
-        raise Incorrect(
-            "`all_linear_r2` is not the adapter's count; r * (d_in + d_out) for each of the six matrices of a block"
-        )
-    return (
-        f"{QV_R8:,} against {ALL_R2:,}: rank 2 on every linear layer costs about what rank 8 on q and v does, "
-        "which is why the notebook compares the two."
-    )
-
-
-q1 = Question(
-    "nb09.q1",
-    _check_q1,
-    hints=[
-        "A rank-r adapter on a d_out x d_in matrix holds A (r x d_in) and B (d_out x r). Which matrices, how many blocks?",
-        "qv_r8 = 4 blocks * 2 matrices * 8 * (128 + 128); all linear adds o_proj, k_proj (128 x 128), "
-        "up_proj (128 -> 512) and down_proj (512 -> 128), each at r = 2.",
-    ],
-    solution=(
-        "qv_r8 = 4 * 2 * 8 * (128 + 128)\n"
-        "all_linear_r2 = 4 * 2 * (4 * (128 + 128) + 2 * (128 + 512))\n"
-        "# or count them: add_lora(copy.deepcopy(model), 8, target_modules=['q_proj', 'v_proj']), then count_parameters"
-    ),
-)
-
-# q2 --------------------------------------------------------------------------------
-
-
-def _check_q2(attention_share: Any, attention_is_the_biggest_chunk: Any) -> str:
+def _check_q1(attention_share: Any, attention_is_the_biggest_chunk: Any) -> str:
     share = _number("attention_share", attention_share)
     if share > 1:
         raise Incorrect(
@@ -111,9 +64,9 @@ def _check_q2(attention_share: Any, attention_is_the_biggest_chunk: Any) -> str:
     )
 
 
-q2 = Question(
-    "nb09.q2",
-    _check_q2,
+q1 = Question(
+    "nb09.q1",
+    _check_q1,
     hints=[
         "Loop over model.named_parameters(); the attention matrices are the ones whose name contains '.attn.'.",
         "Each block: 4 attention matrices of 128 x 128 and MLP matrices 128 x 512 and 512 x 128. Divide by 832,512.",
@@ -122,6 +75,53 @@ q2 = Question(
         "attention = sum(p.numel() for n, p in model.named_parameters() if '.attn.' in n)\n"
         "attention_share = attention / sum(p.numel() for p in model.parameters())\n"
         "attention_is_the_biggest_chunk = False  # the MLP holds about twice as much"
+    ),
+)
+
+# q2 --------------------------------------------------------------------------------
+
+
+def _check_q2(qv_r8: Any, all_linear_r2: Any) -> str:
+    qv = _number("qv_r8", qv_r8)
+    if qv == QV_R8 / LAYERS:
+        raise Incorrect("`qv_r8` counts one block; TinyGPT has four")
+    if qv == QV_R8 / 2:
+        raise Incorrect("`qv_r8` counts one matrix per block; q_proj and v_proj are two")
+    if qv == LAYERS * 2 * D * D:
+        raise Incorrect("`qv_r8` counts the frozen matrices d * k; the adapter holds r * (d + k) per matrix")
+    if qv != QV_R8:
+        raise Incorrect(
+            "`qv_r8` is not the adapter's count; add r * (d_in + d_out) over every adapted matrix"
+        )
+    both = _number("all_linear_r2", all_linear_r2)
+    if both == LAYERS * 6 * 2 * (D + D):
+        raise Incorrect(
+            "`all_linear_r2` treats up_proj and down_proj as 128 x 128; they are 128 x 512 and 512 x 128"
+        )
+    if both == ALL_R2 / LAYERS:
+        raise Incorrect("`all_linear_r2` counts one block; TinyGPT has four")
+    if both != ALL_R2:
+        raise Incorrect(
+            "`all_linear_r2` is not the adapter's count; r * (d_in + d_out) for each of the six matrices of a block"
+        )
+    return (
+        f"{QV_R8:,} against {ALL_R2:,}: rank 2 on every linear layer costs about what rank 8 on q and v does, "
+        "which is why the notebook compares the two."
+    )
+
+
+q2 = Question(
+    "nb09.q2",
+    _check_q2,
+    hints=[
+        "A rank-r adapter on a d_out x d_in matrix holds A (r x d_in) and B (d_out x r). Which matrices, how many blocks?",
+        "qv_r8 = 4 blocks * 2 matrices * 8 * (128 + 128); all linear adds o_proj, k_proj (128 x 128), "
+        "up_proj (128 -> 512) and down_proj (512 -> 128), each at r = 2.",
+    ],
+    solution=(
+        "qv_r8 = 4 * 2 * 8 * (128 + 128)\n"
+        "all_linear_r2 = 4 * 2 * (4 * (128 + 128) + 2 * (128 + 512))\n"
+        "# or count them: add_lora(copy.deepcopy(model), 8, target_modules=['q_proj', 'v_proj']), then count_parameters"
     ),
 )
 
@@ -169,4 +169,4 @@ q3 = Question(
     ),
 )
 
-__all__ = ["q1", "q2", "q3"]
+__all__ = ["q2", "q1", "q3"]
