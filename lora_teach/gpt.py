@@ -28,7 +28,7 @@ ALL_LINEAR = (
 SHA256 = {
     "text/prose.txt": "71f2ff5d99bdc1f9c48c5c2353ad138201c5ca1c377e0226857ef8fa89b8bcee",
     "text/code.txt": "ecdbf5638e011fde7302bb526f8b92b6ff6040ca0e1ff0dde2a6bcca8be93575",
-    "tiny_gpt_prose.pt": "",
+    "tiny_gpt_prose.pt": "8688c747aaf84a99347671e5870654a140ce322422944df186c1e9b129b8a40e",
 }
 CHECKPOINT = "tiny_gpt_prose.pt"
 REGENERATE = {
