@@ -195,3 +195,28 @@ def test_experiment_gpt_fast_writes_every_run_and_refuses_to_overwrite(tmp_path,
     assert "exists; pass --force" in capsys.readouterr().err
     assert cli.main(["experiment-gpt", "--fast", "--out", str(out), "--no-progress", "--resume"]) == 0
     assert json.loads(out.read_text())["runs"] == results["runs"]  # nothing left to do, nothing rerun
+
+
+def test_run_experiment_names_unknown_settings(tmp_path):
+    from lora_teach.gpt_experiment import run_experiment
+
+    with pytest.raises(ValueError, match="settings must be one of"):
+        run_experiment(tmp_path / "r.json", "huge")
+
+
+def test_run_experiment_refuses_force_and_resume_together(tmp_path):
+    from lora_teach.gpt_experiment import run_experiment
+
+    with pytest.raises(ValueError, match="either force"):
+        run_experiment(tmp_path / "r.json", "fast", force=True, resume=True)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_fine_tuning_leaves_the_base_model_unchanged():
+    from lora_teach.gpt_experiment import fine_tune_once
+
+    base = small_model()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    _, record = fine_tune_once(base, "lora", "qv", 2, 1e-2, seed=0, steps=2, batch_size=2, eval_chars=64)
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+    assert record["trainable"] == SMALL.n_layer * 2 * 2 * (2 * SMALL.d_model)
