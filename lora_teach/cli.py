@@ -23,6 +23,9 @@ COMMANDS = {  # name -> (module, one-line help)
     "instructor-guide": ("lora_teach.editions", "write the instructor guide (goals, run times, answers)"),
     "build-site": ("lora_teach.site", "write the course as a static HTML site"),
     "grade": ("lora_teach.course.grade", "run each student's notebooks, write grades.csv and feedback"),
+    # notebook 09: the tiny transformer (both in lora_teach.gpt_cli)
+    "pretrain-gpt": ("lora_teach.gpt_cli", "pretrain the TinyGPT on prose and write its checkpoint"),
+    "experiment-gpt": ("lora_teach.gpt_cli", "fine-tune TinyGPT on code (lr x seed x targets), write JSON"),
 }
 
 
