@@ -158,6 +158,7 @@ NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
 def _numbers_in(text: str) -> list[float]:
+    text = re.sub(r"^\w[\w ]*? \(q\d+[^)]*\)", "", text)  # the question's own name ("q2 ...") is no value
     text = re.sub(r"10\^-?\d+", "", text)  # "a factor of about 10^3" names no value
     return [float(m.replace(",", "")) for m in NUMBER.findall(text) if m.replace(",", "") not in ("", "-")]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, call_student
+from lora_teach.exercises import Incorrect, Question, as_number, call_student
 
 D, LAYERS, HIDDEN = 128, 4, 512  # TinyGPT: d_model, blocks, MLP width
 QV_R8 = LAYERS * 2 * 8 * (D + D)  # q_proj and v_proj, r = 8
@@ -20,13 +20,8 @@ TOTAL = 832_512
 
 
 def _number(name: str, value: Any) -> float:
-    """The answer as a float, or an Incorrect that says what kind of thing it is instead."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise Incorrect(f"`{name}` should be one number, got a tensor of shape {tuple(value.shape)}")
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Incorrect(f"`{name}` should be a number, got {type(value).__name__}")
+    """The answer as a float (numpy and 0-d tensors accepted), or an Incorrect that says what it is instead."""
+    value = as_number(name, value)
     if not math.isfinite(value):
         raise Incorrect(f"`{name}` should be a finite number, got {value}")
     return float(value)
