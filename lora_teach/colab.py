@@ -14,7 +14,7 @@ COLAB_PREFIX = "https://colab.research.google.com/github/lora-from-first-princip
 REPO_URL_VARIABLE = "LORA_TEACH_REPO_URL"
 SETUP_CELL_TAGS = ["nbval-skip"]  # nbval skips the cell: it installs only on Colab
 # What the package needs besides torch and torchvision; installed on Colab only if one is missing.
-LIGHT_DEPENDENCIES = ["matplotlib", "tqdm", "numpy"]
+LIGHT_DEPENDENCIES = ["matplotlib", "tqdm", "numpy", "safetensors"]
 
 
 def badge_markdown(notebook: str) -> str:

@@ -22,7 +22,17 @@ from lora_teach import colab
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "03_digitsnet_baseline.ipynb"
-COLAB_HAS = ["torch", "torchvision", "matplotlib", "tqdm", "numpy", "ipykernel", "pip", "setuptools"]
+COLAB_HAS = [
+    "torch",
+    "torchvision",
+    "matplotlib",
+    "tqdm",
+    "numpy",
+    "safetensors",
+    "ipykernel",
+    "pip",
+    "setuptools",
+]
 KERNEL = "colab-stand-in"
 
 
