@@ -117,8 +117,10 @@ def _check_pissa_factors(pissa_factors) -> str:
     weight = torch.randn(6, 9, generator=generator)
     r, scaling = 2, 0.5
     got = call_student(pissa_factors, weight, r, scaling, name="pissa_factors")
-    if not isinstance(got, tuple) or len(got) != 3:
+    if not isinstance(got, (tuple, list)) or len(got) != 3:
         raise Incorrect("`pissa_factors(weight, r, scaling)` should return (lora_B, lora_A, residual)")
+    if not all(isinstance(t, torch.Tensor) for t in got):
+        raise Incorrect("`pissa_factors(weight, r, scaling)` should return three tensors")
     lora_B, lora_A, residual = got
     shapes = tuple(tuple(t.shape) for t in got)
     if shapes != ((6, 2), (2, 9), (6, 9)):
