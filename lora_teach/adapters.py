@@ -7,6 +7,7 @@ Both methods are supported everywhere: ``"wrapper"`` replaces each target
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,15 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lora_teach.lora import LinearWithLoRA, LoRAFactors, LoRAParametrization, check_init, check_rank
+from lora_teach.lora import (
+    LinearWithLoRA,
+    LoRAFactors,
+    LoRAParametrization,
+    check_alpha,
+    check_dropout,
+    check_init,
+    check_rank,
+)
 
 METHODS = ("wrapper", "parametrize")
 BIAS_MODES = ("none", "all", "lora_only")
@@ -47,16 +56,38 @@ def _require_lora(model: nn.Module) -> list[tuple[str, LoRAFactors]]:
     return found
 
 
+def _places(model: nn.Module) -> dict[int, list[str]]:
+    """Every name under which each submodule sits (a shared module has several), first name first."""
+    places: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if name:
+            places.setdefault(id(module), []).append(name)
+    return places
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def pattern_key(patterns: dict, name: str) -> str | None:
+    """The first key of ``rank_pattern``/``alpha_pattern`` that selects ``name``, as PEFT matches
+    them: the key is a regular expression for the end of the name after a dot (or the whole name).
+    """
+    for key in patterns:
+        if re.match(rf"(.*\.)?({key})$", name):
+            return key
+    return None
+
+
 def _select_targets(
-    model: nn.Module, target_modules: str | Iterable[str] | None, linear_names: list[str]
+    names: list[str], target_modules: str | Iterable[str] | None, linear_names: list[str]
 ) -> list[str]:
     """The names ``target_modules`` selects, as PEFT selects them (see ``add_lora``)."""
-    names = [n for n, _ in model.named_modules() if n]
     if target_modules is None:
-        wrapped = [n for n, m in model.named_modules() if isinstance(m, LinearWithLoRA)]
-        if not linear_names and not wrapped:
+        if not linear_names:
             raise ValueError("the model has no nn.Linear modules to adapt")
-        return [n for n in names if n in linear_names or n in wrapped]
+        return list(linear_names)
     if isinstance(target_modules, str):
         try:
             pattern = re.compile(target_modules)
@@ -85,7 +116,86 @@ def _select_targets(
                 f"target_modules entry {entry!r} matches no module; nn.Linear modules are {linear_names}"
             )
         chosen += [n for n in matched if n not in chosen]
-    return [n for n in names if n in chosen]  # model order, each name once
+    return chosen
+
+
+def _check_patterns(patterns: dict | None, argument: str, check_value) -> dict:
+    if patterns is None:
+        return {}
+    if not isinstance(patterns, dict) or not all(isinstance(k, str) for k in patterns):
+        raise TypeError(f"{argument} must be a dict from module names to values, got {patterns!r}")
+    for key, value in patterns.items():
+        try:
+            re.compile(key)
+        except re.error as error:
+            raise ValueError(f"{argument} key {key!r} is not a valid regular expression: {error}") from None
+        check_value(value)
+    return patterns
+
+
+def plan_lora(
+    model: nn.Module,
+    r: int,
+    lora_alpha: float = 8.0,
+    target_modules: str | Iterable[str] | None = None,
+    rank_pattern: dict[str, int] | None = None,
+    alpha_pattern: dict[str, float] | None = None,
+) -> list[tuple[str, nn.Linear, int, float]]:
+    """Check everything ``add_lora`` would do, change nothing: (name, layer, r, lora_alpha) per target."""
+    check_alpha(lora_alpha)
+    rank_pattern = _check_patterns(rank_pattern, "rank_pattern", lambda v: check_rank(v, 2**62, 2**62))
+    alpha_pattern = _check_patterns(alpha_pattern, "alpha_pattern", check_alpha)
+    if isinstance(model, nn.Linear):
+        raise TypeError(
+            "model is a bare nn.Linear, which add_lora cannot replace in place; "
+            "wrap it yourself with LinearWithLoRA(layer, r) or put it inside a module"
+        )
+    places = _places(model)
+    named = [(n, m) for n, m in model.named_modules(remove_duplicate=False) if n]
+    inside_wrappers = {f"{n}.base_layer" for n, m in named if isinstance(m, LinearWithLoRA)}
+    linear_names = list(
+        dict.fromkeys(
+            places[id(m)][0]
+            for n, m in named
+            if isinstance(m, nn.Linear)
+            and n not in inside_wrappers
+            and places[id(m)][0] not in inside_wrappers
+        )
+    )
+    wrapped = [n for n, m in model.named_modules() if n and isinstance(m, LinearWithLoRA)]
+    modules = dict(named)
+    chosen = _select_targets(
+        [n for n, _ in named], target_modules, linear_names + [n for n in wrapped if n not in linear_names]
+    )
+    # one entry per module, under its first name, in model order: a shared layer is adapted once
+    first_names = {places[id(modules[n])][0] for n in chosen}
+    plan = []
+    for name, module in model.named_modules():
+        if name not in first_names:
+            continue
+        if isinstance(module, LinearWithLoRA) or name in inside_wrappers or _lora_of(module):
+            raise ValueError(
+                f"{name!r} already has a LoRA adapter; add LoRA once per layer "
+                "(or call merge_lora(model) first)"
+            )
+        if not isinstance(module, nn.Linear):
+            raise TypeError(
+                f"target {name!r} is a {type(module).__name__}, not an nn.Linear; "
+                f"nn.Linear modules are {linear_names}"
+            )
+        key = pattern_key(rank_pattern, name)
+        layer_r = r if key is None else rank_pattern[key]
+        key = pattern_key(alpha_pattern, name)
+        layer_alpha = lora_alpha if key is None else alpha_pattern[key]
+        check_rank(layer_r, module.in_features, module.out_features)
+        plan.append((name, module, layer_r, layer_alpha))
+    for argument, patterns in (("rank_pattern", rank_pattern), ("alpha_pattern", alpha_pattern)):
+        for key in patterns:
+            if not any(re.match(rf"(.*\.)?({key})$", name) for name, *_ in plan):
+                raise ValueError(
+                    f"{argument} key {key!r} matches no target; the targets are {[n for n, *_ in plan]}"
+                )
+    return plan
 
 
 def add_lora(
@@ -97,79 +207,60 @@ def add_lora(
     lora_dropout: float = 0.0,
     init_lora_weights: bool | str = True,
     use_rslora: bool = False,
+    use_dora: bool = False,
+    rank_pattern: dict[str, int] | None = None,
+    alpha_pattern: dict[str, float] | None = None,
     method: str = "wrapper",
 ) -> list[str]:
     """Add LoRA to the ``nn.Linear`` modules of ``model`` that ``target_modules`` selects, in place.
 
     ``target_modules`` as in PEFT: None adapts every ``nn.Linear``; a list selects each module whose
     name equals an entry or ends with "." + entry (``["q_proj", "v_proj"]`` finds them in every
-    block); a string is a regular expression that must match the whole name. All or nothing: every
+    block); a string is a regular expression that must match the whole name. ``rank_pattern`` /
+    ``alpha_pattern`` give some layers another r / lora_alpha (keys match as in PEFT). A layer
+    shared by several parents gets one adapter, installed at every place. All or nothing: every
     target is checked before the model changes. Returns the adapted names, in model order.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_dropout(lora_dropout)
     if method == "parametrize" and lora_dropout:
         raise ValueError(
             "lora_dropout acts on the input x, which a weight parametrization never sees; "
             "use method='wrapper' for lora_dropout > 0"
         )
     check_init(init_lora_weights)
-    if isinstance(model, nn.Linear):
-        raise TypeError(
-            "model is a bare nn.Linear, which add_lora cannot replace in place; "
-            "wrap it yourself with LinearWithLoRA(layer, r) or put it inside a module"
-        )
-    modules = dict(model.named_modules())
-    inside_wrappers = {f"{n}.base_layer" for n, m in modules.items() if isinstance(m, LinearWithLoRA)}
-    linear_names = [
-        n for n, m in modules.items() if n and isinstance(m, nn.Linear) and n not in inside_wrappers
-    ]
-    targets = _select_targets(model, target_modules, linear_names)
-    for name in targets:
-        module = modules[name]
-        if isinstance(module, LinearWithLoRA) or name in inside_wrappers or _lora_of(module):
-            raise ValueError(
-                f"{name!r} already has a LoRA adapter; add LoRA once per layer "
-                "(or call merge_lora(model) first)"
-            )
-        if not isinstance(module, nn.Linear):
-            raise TypeError(
-                f"target {name!r} is a {type(module).__name__}, not an nn.Linear; "
-                f"nn.Linear modules are {linear_names}"
-            )
-        check_rank(r, module.in_features, module.out_features)
-    for name in targets:
-        layer = modules[name]
+    plan = plan_lora(model, r, lora_alpha, target_modules, rank_pattern, alpha_pattern)
+    places = _places(model)
+    options = {"init_lora_weights": init_lora_weights, "use_rslora": use_rslora, "use_dora": use_dora}
+    for _, layer, layer_r, layer_alpha in plan:
         if method == "wrapper":
-            parent_name, _, child = name.rpartition(".")
-            parent = modules[parent_name] if parent_name else model
             wrapper = LinearWithLoRA(
-                layer,
-                r,
-                lora_alpha=lora_alpha,
-                init_lora_weights=init_lora_weights,
-                use_rslora=use_rslora,
-                lora_dropout=lora_dropout,
+                layer, layer_r, lora_alpha=layer_alpha, lora_dropout=lora_dropout, **options
             )
-            setattr(parent, child, wrapper)
+            for place in places[id(layer)]:
+                _set_module(model, place, wrapper)
         else:
             w = layer.weight
             lora = LoRAParametrization(
                 layer.in_features,
                 layer.out_features,
-                r,
-                lora_alpha=lora_alpha,
-                init_lora_weights=init_lora_weights,
-                use_rslora=use_rslora,
+                layer_r,
+                lora_alpha=layer_alpha,
                 device=w.device,
                 dtype=w.dtype,
+                **options,
             )
+            with torch.no_grad():
+                residual = lora.init_from_base(w)
+                if residual is not w:
+                    w.copy_(residual)
             parametrize.register_parametrization(layer, "weight", lora)
-    return targets
+    return [name for name, *_ in plan]
 
 
 def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none") -> None:
-    """Freeze everything but ``lora_A`` and ``lora_B``. ``bias``: "none" keeps every
+    """Freeze everything but ``lora_A``, ``lora_B`` (and DoRA's magnitudes). ``bias``: "none" keeps every
     bias frozen, "all" trains every bias, "lora_only" the biases of adapted layers.
     """
     if bias not in BIAS_MODES:
@@ -177,7 +268,7 @@ def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none") -> None:
     adapted = [name for name, _ in _require_lora(model)]
     for name, param in model.named_parameters():
         leaf = name.rpartition(".")[2]
-        trainable = leaf in ("lora_A", "lora_B")
+        trainable = leaf in ("lora_A", "lora_B", "lora_magnitude_vector")
         if leaf == "bias":
             owner = name[: -len(".bias")].removesuffix(".base_layer")
             trainable = bias == "all" or (bias == "lora_only" and owner in adapted)
@@ -208,37 +299,71 @@ def lora_disabled(model: nn.Module) -> Iterator[nn.Module]:
 def merge_lora(model: nn.Module) -> nn.Module:
     """Bake every adapter into its weight, in place, leaving plain ``nn.Linear`` layers.
 
-    Bakes what the model computes now: a disabled adapter adds nothing.
-    Returns ``model``.
+    Bakes what the model computes now: a disabled adapter adds nothing. A parametrized layer is
+    replaced by a fresh ``nn.Linear`` (so a deepcopy's original stays intact). All or nothing:
+    refuses, changing no layer, if any merged weight would hold NaN or inf. Returns ``model``.
     """
     found = _require_lora(model)
     modules = dict(model.named_modules())
+    places = _places(model)
+    with torch.no_grad():
+        for name, lora in found:
+            if isinstance(lora, LinearWithLoRA):
+                merged = (
+                    lora.merged
+                    or not lora.enabled
+                    or torch.isfinite(lora.adapted_weight(lora.base_layer.weight)).all()
+                )
+            else:
+                merged = torch.isfinite(modules[name].weight).all()
+            if not merged:
+                raise ValueError(
+                    f"merging {name!r} would put NaN or inf into its weight (the adapter's factors are "
+                    "not finite); nothing was merged"
+                )
     for name, lora in found:
+        layer = modules[name]
         if isinstance(lora, LinearWithLoRA):
             if lora.enabled and not lora.merged:
                 lora.merge()
-            parent_name, _, child = name.rpartition(".")
-            setattr(modules[parent_name] if parent_name else model, child, lora.base_layer)
+            replacement = lora.base_layer
         else:
-            layer = modules[name]
-            requires_grad = layer.parametrizations["weight"].original.requires_grad
-            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-            layer.weight.requires_grad_(requires_grad)
+            original = layer.parametrizations["weight"].original
+            replacement = nn.Linear(
+                layer.in_features,
+                layer.out_features,
+                bias=layer.bias is not None,
+                device=original.device,
+                dtype=original.dtype,
+            )
+            with torch.no_grad():
+                replacement.weight = nn.Parameter(layer.weight.detach().clone(), original.requires_grad)
+            replacement.bias = layer.bias
+            replacement.train(layer.training)
+        for place in places[id(layer)]:
+            _set_module(model, place, replacement)
     return model
 
 
+def _factors(name: str, lora: LoRAFactors) -> dict[str, torch.Tensor]:
+    state = {f"{name}.lora_A": lora.lora_A, f"{name}.lora_B": lora.lora_B}
+    if lora.use_dora:
+        state[f"{name}.lora_magnitude_vector"] = lora.lora_magnitude_vector
+    return state
+
+
 def lora_state_dict(model: nn.Module, bias: str = "none") -> dict[str, torch.Tensor]:
-    """The adapter alone: ``{layer}.lora_A``, ``{layer}.lora_B`` and ``{layer}.scaling``
-    per adapted layer (the same names for both methods), plus biases as in
-    ``mark_only_lora_as_trainable``. Tensors are detached copies on the CPU.
+    """The adapter alone: ``{layer}.lora_A`` (r, in), ``{layer}.lora_B`` (out, r), with DoRA
+    ``{layer}.lora_magnitude_vector`` (out,), and ``{layer}.scaling`` (a 0-d tensor) per adapted
+    layer (the same names for both methods), plus biases as in ``mark_only_lora_as_trainable``.
+    Tensors are detached copies on the CPU.
     """
     if bias not in BIAS_MODES:
         raise ValueError(f"bias must be one of {BIAS_MODES}, got {bias!r}")
     state = {}
     found = _require_lora(model)
     for name, lora in found:
-        state[f"{name}.lora_A"] = lora.lora_A
-        state[f"{name}.lora_B"] = lora.lora_B
+        state.update(_factors(name, lora))
         state[f"{name}.scaling"] = torch.tensor(lora.scaling)
     if bias != "none":
         adapted = {name for name, _ in found}
@@ -250,32 +375,47 @@ def lora_state_dict(model: nn.Module, bias: str = "none") -> dict[str, torch.Ten
     return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
+def _scaling_problem(key: str, value: object, lora: LoRAFactors | None, adapters: list[str]) -> str | None:
+    owner = key.rpartition(".")[0]
+    if lora is None:
+        return f"unexpected key {key!r}: {owner!r} has no adapter; the model's adapters are {adapters}"
+    try:
+        scaling = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return f"{key}: a scaling must be one number, got {value!r}"
+    if not math.isfinite(scaling):
+        return f"{key}: the scaling is {scaling}, not a finite number"
+    if abs(scaling - lora.scaling) > 1e-6 * max(1.0, abs(scaling)):
+        return (
+            f"{owner}: the adapter was trained with scaling {scaling:g}, the model's "
+            f"layer has {lora.scaling:g} (use the same r, lora_alpha and use_rslora)"
+        )
+    return None
+
+
 def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load an adapter saved by ``lora_state_dict`` into a model with the same adapters.
 
-    Checks every name, shape and scaling first, and says what does not match;
-    nothing is copied unless everything matches.
+    Checks every name, shape, scaling and value (all finite) first, and says what does not
+    fit; nothing is copied unless everything fits.
     """
     found = dict(_require_lora(model))
     merged = [name for name, lora in found.items() if getattr(lora, "merged", False)]
     if merged:
         raise RuntimeError(f"the adapters of {merged} are merged; unmerge them before loading")
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict from names to tensors, got {type(state).__name__}")
     modules = dict(model.named_modules())
     expected: dict[str, torch.Tensor] = {}
     for name, lora in found.items():
-        expected[f"{name}.lora_A"] = lora.lora_A
-        expected[f"{name}.lora_B"] = lora.lora_B
+        expected.update(_factors(name, lora))
     problems = []
     for key, value in state.items():
         owner, _, leaf = key.rpartition(".")
         if leaf == "scaling":
-            if owner in found and abs(float(value) - found[owner].scaling) > 1e-6 * max(
-                1.0, abs(float(value))
-            ):
-                problems.append(
-                    f"{owner}: the adapter was trained with scaling {float(value):g}, the model's "
-                    f"layer has {found[owner].scaling:g} (use the same r, lora_alpha and use_rslora)"
-                )
+            problem = _scaling_problem(key, value, found.get(owner), sorted(found))
+            if problem:
+                problems.append(problem)
             continue
         if leaf == "bias":
             target = modules.get(owner)
@@ -287,11 +427,15 @@ def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> No
             expected[key] = param
         if key not in expected:
             problems.append(f"unexpected key {key!r}: the model's adapters are {sorted(found)}")
+        elif not isinstance(value, torch.Tensor):
+            problems.append(f"{key}: expected a tensor, got {type(value).__name__}")
         elif tuple(value.shape) != tuple(expected[key].shape):
             problems.append(
                 f"{key}: shape {tuple(value.shape)} in the adapter, "
                 f"{tuple(expected[key].shape)} in the model (was it trained with another r?)"
             )
+        elif not torch.isfinite(value).all():
+            problems.append(f"{key}: holds NaN or inf values")
     missing = [k for k in expected if k not in state and not k.endswith(".bias")]
     problems += [f"missing key {k!r}" for k in missing]
     if problems:
