@@ -7,6 +7,7 @@ import torch
 
 from lora_teach.data import load_mnist
 from lora_teach.experiment import WEAK_DIGITS, pretrained_digitsnet
+from lora_teach.loraplus import loraplus_param_groups
 from lora_teach.studies import (
     heldout_splits,
     lora_adapt,
@@ -19,15 +20,11 @@ from lora_teach.studies import (
 )
 
 OTHER_DIGITS = (0, 1, 4, 6, 7)
-FAST = {"num_steps": 40, "progress": False}
+FAST = {"num_steps": 30, "progress": False}
 
 
-def loraplus_groups(model, lr, ratio=16):
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    return [
-        {"params": [p for n, p in trainable if not n.endswith("lora_B")], "lr": lr},
-        {"params": [p for n, p in trainable if n.endswith("lora_B")], "lr": ratio * lr},
-    ]
+def loraplus_groups(model, lr):
+    return loraplus_param_groups(model, lr, ratio=16)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +32,8 @@ def setting():
     base = pretrained_digitsnet("corrected", progress=False)
     base.requires_grad_(False)
     val, test = heldout_splits(*load_mnist("test"))
-    return base, load_mnist("train"), val, test
+    # fast settings: fewer images to score (evaluation dominates at 30 training steps)
+    return base, load_mnist("train"), (val[0][:1000], val[1][:1000]), (test[0][:2000], test[1][:2000])
 
 
 def at_threads(count, function):
@@ -74,6 +72,8 @@ def test_variant_and_rank_verdicts_are_the_same_at_one_and_two_threads(setting):
         "LoRA": (lora_adapt(4, 4.0), None),
         "rsLoRA": (lora_adapt(4, 4.0, use_rslora=True), None),
         "LoRA+": (lora_adapt(4, 4.0), loraplus_groups),
+        "DoRA": (lora_adapt(4, 4.0, use_dora=True), None),
+        "PiSSA": (lora_adapt(4, 4.0, init_lora_weights="pissa"), None),
     }
 
     def run():
