@@ -119,6 +119,11 @@ def _select_targets(
     return chosen
 
 
+def _check_pattern_rank(r: int) -> None:
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"rank_pattern values must be integers r >= 1, got {r!r}")
+
+
 def _check_patterns(patterns: dict | None, argument: str, check_value) -> dict:
     if patterns is None:
         return {}
@@ -143,7 +148,11 @@ def plan_lora(
 ) -> list[tuple[str, nn.Linear, int, float]]:
     """Check everything ``add_lora`` would do, change nothing: (name, layer, r, lora_alpha) per target."""
     check_alpha(lora_alpha)
-    rank_pattern = _check_patterns(rank_pattern, "rank_pattern", lambda v: check_rank(v, 2**62, 2**62))
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(
+            f"r must be an integer between 1 and min(in_features, out_features) of each target, got {r!r}"
+        )
+    rank_pattern = _check_patterns(rank_pattern, "rank_pattern", _check_pattern_rank)
     alpha_pattern = _check_patterns(alpha_pattern, "alpha_pattern", check_alpha)
     if isinstance(model, nn.Linear):
         raise TypeError(

@@ -21,6 +21,7 @@ COMMANDS = {  # name -> (module, one-line help)
     "student-edition": ("lora_teach.editions", "write the notebooks with the solutions taken out"),
     "instructor-guide": ("lora_teach.editions", "write the instructor guide (goals, run times, answers)"),
     "build-site": ("lora_teach.site", "write the course as a static HTML site"),
+    "grade": ("lora_teach.course.grade", "run each student's notebooks, write grades.csv and feedback"),
 }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import os
 import platform
 import sys
 from dataclasses import dataclass
@@ -18,7 +20,10 @@ PACKAGES = [
     ("tqdm", "tqdm", True),
     ("nbval", "nbval", False),
 ]
-INSTALL_FIX = 'install the course into your environment: pip install -e ".[test]" (from the course folder)'
+INSTALL_FIX = (
+    'install the course into your environment: pip install -e ".[test,lab]" (from the course folder)'
+)
+COLAB_FIX = "run the notebook's first code cell (the Colab setup cell), then this check again"
 
 
 @dataclass
@@ -55,6 +60,35 @@ def _package_row(module: str, pip_name: str, essential: bool) -> DoctorRow:
     return DoctorRow(module, str(getattr(imported, "__version__", "installed")), True, "", essential)
 
 
+def on_colab() -> bool:
+    """True inside Google Colab's runtime (its ``google.colab`` module is loaded or importable)."""
+    if "google.colab" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _colab_row() -> DoctorRow:
+    """On Colab: where lora_teach and the data came from, and the torch Colab brought."""
+    found = []
+    try:
+        package = importlib.import_module("lora_teach")
+        found.append(f"lora_teach from {os.path.dirname(package.__file__)}")
+    except Exception as error:  # noqa: BLE001
+        return DoctorRow("colab", f"on Google Colab, lora_teach not importable ({error})", False, COLAB_FIX)
+    try:
+        torch = importlib.import_module("torch")
+        found.append(f"Colab's own torch {torch.__version__}")
+    except Exception:  # noqa: BLE001 - the torch row says what is wrong
+        pass
+    data = os.environ.get("LORA_TEACH_DATA", "")
+    ok = bool(data) and os.path.isdir(data)
+    found.append(f"data in {data}" if ok else "LORA_TEACH_DATA not set to the clone's data folder")
+    return DoctorRow("colab", "on Google Colab: " + "; ".join(found), ok, "" if ok else COLAB_FIX)
+
+
 def _device_row() -> DoctorRow:
     try:
         from lora_teach.train import get_device
@@ -85,9 +119,15 @@ def _data_row() -> DoctorRow:
 
 
 def doctor_report() -> list[DoctorRow]:
-    """Check Python, the packages, the device and the MNIST files; one row each."""
-    rows = [_python_row()]
-    rows += [_package_row(module, pip_name, essential) for module, pip_name, essential in PACKAGES]
+    """Check Python, the packages, the device and the MNIST files; one row each (and on Colab,
+    a ``colab`` row with what the setup cell installed)."""
+    colab = on_colab()
+    rows = [_python_row()] + ([_colab_row()] if colab else [])
+    for module, pip_name, essential in PACKAGES:
+        if colab and module == "jupyterlab":  # Colab is the notebook front end; the [lab] extra is not used
+            rows.append(DoctorRow(module, "not needed on Colab (Colab runs the notebooks)", True, "", False))
+        else:
+            rows.append(_package_row(module, pip_name, essential))
     rows += [_device_row(), _data_row()]
     return rows
 

@@ -15,7 +15,6 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lora_teach.adapters import (
@@ -80,13 +79,9 @@ def adapter_config(model: nn.Module, bias: str = "none") -> dict:
         lora.lora_dropout.p if isinstance(lora, LinearWithLoRA) and hasattr(lora.lora_dropout, "p") else 0.0
         for _, lora in found
     ]
+    # "normal" (ours only) is written as True: once the weights are loaded the init no longer matters
     inits = [
-        "pissa"
-        if lora.init_lora_weights == "pissa"
-        else "gaussian"
-        if lora.init_lora_weights == "gaussian"
-        else True
-        for _, lora in found
+        lo.init_lora_weights if lo.init_lora_weights in ("pissa", "gaussian") else True for _, lo in found
     ]
     for field, values in (
         ("use_dora", [lora.use_dora for _, lora in found]),
@@ -176,6 +171,8 @@ def save_adapter(
     Refuses a folder that exists and is not empty unless ``overwrite=True`` (which replaces only
     these two files). The files are written whole, then moved into place. Returns the folder.
     """
+    from safetensors.torch import save_file  # a base dependency; imported here so lora_teach imports fast
+
     folder = Path(folder)
     config = adapter_config(model, bias)
     tensors = _to_peft_keys(model, lora_state_dict(model, bias))
@@ -228,8 +225,11 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike, *, method: str = "
     A model without adapters gets the ones the config names (``add_lora`` with its r, lora_alpha,
     patterns, DoRA, rsLoRA, dropout; PiSSA re-splits the weight as PEFT does). A model with adapters
     must match the config and the file exactly. Everything is checked first; nothing changes when
-    anything does not fit. Returns the adapted layer names.
+    anything does not fit. With ``method="parametrize"`` the config's ``lora_dropout`` is not used
+    (a parametrization never sees x). Returns the adapted layer names.
     """
+    from safetensors.torch import load_file
+
     folder = Path(folder)
     config = read_adapter_config(folder)
     weights = folder / WEIGHTS_NAME
@@ -244,11 +244,20 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike, *, method: str = "
     existing = list(lora_modules(model))
     if existing:
         names = [name for name, _ in existing]
-        wrong_init = [n for n, lora in existing if (lora.init_lora_weights == "pissa") != (init == "pissa")]
-        if wrong_init:
+        problems = [
+            f"{name}: the adapter has {field}={wanted!r}, the model's layer {have!r}"
+            for name, lora in existing
+            for field, wanted, have in (
+                ("use_dora", use_dora, lora.use_dora),
+                ("use_rslora", use_rslora, lora.use_rslora),
+                ("init_lora_weights='pissa'", init == "pissa", lora.init_lora_weights == "pissa"),
+            )
+            if wanted != have
+        ]
+        if problems:
             raise ValueError(
-                f"the adapter was made with init_lora_weights={init!r}, the model's adapters of {wrong_init} "
-                "were not (PiSSA changes the frozen weight); load it into a model without adapters"
+                "the adapter does not fit this model's adapters (load it into a model without adapters "
+                "instead):\n  " + "\n  ".join(problems)
             )
         layers = {n: (lora.in_features, lora.out_features) for n, lora in existing}
     else:

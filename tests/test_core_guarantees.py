@@ -92,7 +92,11 @@ def test_add_lora_refuses_an_r_that_is_not_a_positive_integer(r, two_layer):
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ({"rank_pattern": {"head": 2.0}}, "r must be an integer"),
+        ({"rank_pattern": {"head": 2.0}}, "rank_pattern values must be integers r >= 1, got 2.0"),
+        (
+            {"rank_pattern": {"head": 9}},
+            r"r must be an integer between 1 and min\(in_features, out_features\) = 5",
+        ),
         ({"rank_pattern": {"nothing_here": 1}}, "rank_pattern key 'nothing_here' matches no target"),
         ({"alpha_pattern": {"head": math.nan}}, "lora_alpha must be a finite number"),
         ({"alpha_pattern": {"(": 2}}, "alpha_pattern key '\\(' is not a valid regular expression"),

@@ -1,10 +1,12 @@
 """Issue 11's property: on random models, every verb either refuses with a clear error and leaves the
 model bit-identical, or does what it documents (output unchanged at init, merged == unmerged,
-unmerge restores W, a saved adapter reloads to the same outputs).
+unmerge restores W, a saved adapter reloads to the same outputs, in PEFT's format too).
 """
 
 import copy
 import math
+import tempfile
+from pathlib import Path
 
 import torch
 from hypothesis import event, given, settings
@@ -14,10 +16,12 @@ from torch import nn
 from lora_teach import (
     LinearWithLoRA,
     add_lora,
+    load_adapter,
     load_lora_state_dict,
     lora_modules,
     lora_state_dict,
     merge_lora,
+    save_adapter,
 )
 from tests.test_core_guarantees import assert_unchanged, snapshot
 
@@ -90,6 +94,7 @@ def test_every_verb_refuses_cleanly_or_keeps_its_promise(
     )
     x = torch.randn(3, d_in)
     expected = model(x)
+    plain = copy.deepcopy(model)
     before = snapshot(model)
     try:
         adapted = add_lora(
@@ -148,3 +153,8 @@ def test_every_verb_refuses_cleanly_or_keeps_its_promise(
     assert_unchanged(original, before)
     load_lora_state_dict(original, state)
     close(original(x), trained)
+
+    with tempfile.TemporaryDirectory() as folder:  # PEFT's format, into the model before add_lora
+        save_adapter(original, Path(folder) / "adapter")
+        assert load_adapter(plain, Path(folder) / "adapter", method=method) == adapted
+    close(plain(x), trained)

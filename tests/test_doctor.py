@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import types
 
 import pytest
+import torch
 
 from lora_teach import cli, doctor
 from lora_teach.data import FILES, data_root
@@ -87,3 +89,43 @@ def test_python_version_check(monkeypatch, version, ok):
     row = doctor._python_row()
     assert row.ok is ok
     assert ("3.10 or newer" in row.fix) is not ok
+
+
+def test_off_colab_there_is_no_colab_row(monkeypatch):
+    monkeypatch.delitem(doctor.sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda name: None)
+    assert doctor.on_colab() is False
+    assert "colab" not in _by_name(doctor.doctor_report())
+
+
+def _on_colab_without_jupyterlab(monkeypatch):
+    monkeypatch.setitem(doctor.sys.modules, "google.colab", types.ModuleType("google.colab"))
+    real_import = doctor.importlib.import_module
+
+    def fake_import(name, *args):
+        if name == "jupyterlab":
+            raise ModuleNotFoundError("No module named 'jupyterlab'")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(doctor.importlib, "import_module", fake_import)
+
+
+def test_on_colab_the_report_says_so_and_what_it_found(monkeypatch, capsys):
+    _on_colab_without_jupyterlab(monkeypatch)
+    monkeypatch.setenv("LORA_TEACH_DATA", str(data_root()))
+    rows = _by_name(doctor.doctor_report())
+    assert rows["colab"].ok, rows["colab"]
+    assert rows["colab"].value.startswith("on Google Colab: lora_teach from ")
+    assert f"Colab's own torch {torch.__version__}" in rows["colab"].value
+    assert f"data in {data_root()}" in rows["colab"].value
+    assert rows["jupyterlab"].ok and "not needed on Colab" in rows["jupyterlab"].value
+    assert cli.main(["doctor"]) == 0
+    assert "OK    colab" in capsys.readouterr().out
+
+
+def test_on_colab_before_the_setup_cell_the_fix_says_run_it(monkeypatch):
+    _on_colab_without_jupyterlab(monkeypatch)
+    monkeypatch.delenv("LORA_TEACH_DATA", raising=False)
+    row = _by_name(doctor.doctor_report())["colab"]
+    assert row.status == "FAIL" and "LORA_TEACH_DATA not set" in row.value
+    assert "Colab setup cell" in row.fix

@@ -34,9 +34,14 @@ def test_a_checker_message_follows_correct(capsys):
     assert capsys.readouterr().out == "Correct (q): well done\n"
 
 
-def test_a_wrong_answer_names_the_variable_expected_and_got(capsys):
+def test_a_wrong_number_names_the_variable_and_the_direction_but_not_the_answer(capsys):
     assert not rank.check(3)
-    assert capsys.readouterr().out == "Incorrect (q1 rank): `rank_of_M` should be 2, but it is 3\n"
+    assert (
+        capsys.readouterr().out
+        == "Incorrect (q1 rank): `rank_of_M` is too high (you gave 3); `.hint()` gives a nudge\n"
+    )
+    assert not rank.check(1)
+    assert "`rank_of_M` is too low (you gave 1)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("answer", [____, [1, ____], {"a": ____}, (____,)])
@@ -81,15 +86,17 @@ def test_expect_close_checks_shape_then_values():
         expect_close("x", torch.zeros(3), [1.0, 2.0])
     with pytest.raises(Incorrect, match=r"`x` has the right shape but wrong values \(largest error 1\)"):
         expect_close("x", torch.tensor([1.0, 3.0]), [1.0, 2.0])
-    with pytest.raises(Incorrect, match="`x` should be 0.5, but it is 0.25"):
+    with pytest.raises(Incorrect, match=r"`x` is too low \(you gave 0.25\)"):
         expect_close("x", 0.25, 0.5)
-    with pytest.raises(Incorrect, match="`x` should be a number or tensor, got str"):
+    with pytest.raises(Incorrect, match="`x` should be a number, got 'half'"):
         expect_close("x", "half", 0.5)
+    with pytest.raises(Incorrect, match="`x` should be a tensor, got 'half'"):
+        expect_close("x", "half", [0.5, 1.0])
 
 
 def test_expect_equal_reads_one_element_tensors():
     expect_equal("n", torch.tensor(4), 4)
-    with pytest.raises(Incorrect, match="`n` for a 2x2 matrix should be 4, but it is 5"):
+    with pytest.raises(Incorrect, match=r"`n` for a 2x2 matrix is too high \(you gave 5\)"):
         expect_equal("n", 5, 4, context="for a 2x2 matrix")
 
 

@@ -78,7 +78,7 @@ def _overall(before, after, digits):
     [
         (_fractions, "returned fractions"),
         (_flipped, "sign of `forgotten` flipped"),
-        (_overall, "(learned)` should be"),
+        (_overall, "(learned)` is too"),
         (lambda before, after, digits: 3.0, "should return two numbers"),
         (lambda before, after: (0, 0), "raised TypeError"),
     ],
@@ -115,7 +115,7 @@ def test_q3_reference_answer_passes(capsys):
     [
         (lambda S, f: int((torch.cumsum(S, 0) / S.sum() < f).sum()) + 1, "sums the singular values"),
         (lambda S, f: int((torch.cumsum(S**2, 0) / (S**2).sum() < f).sum()), "one too few"),
-        (lambda S, f: len(S), "should be"),
+        (lambda S, f: len(S), "is too high"),
     ],
 )
 def test_q3_typical_mistakes_name_the_function(capsys, wrong, words):

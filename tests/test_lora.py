@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lora_teach import LinearWithLoRA, LoRAParametrization, lora_scaling
+from lora_teach import LinearWithLoRA, LoRAParametrization, lora_scaling, pissa_factors
 
 
 @st.composite
@@ -219,3 +219,82 @@ def test_merging_a_disabled_adapter_is_refused():
     layer.enabled = False
     with pytest.raises(RuntimeError, match="disabled"):
         layer.merge()
+
+
+# --- DoRA and PiSSA in the layers -------------------------------------------------------------
+
+
+@given(layer_and_rank(), st.sampled_from(["wrapper", "parametrize"]))
+def test_dora_starts_with_the_row_norms_of_the_weight_and_leaves_the_output(case, method):
+    d_in, d_out, r, seed = case
+    torch.manual_seed(seed)
+    base = nn.Linear(d_in, d_out)
+    x = torch.randn(4, d_in)
+    expected = base(x)
+    norms = base.weight.detach().norm(dim=1)
+    if method == "wrapper":
+        layer = LinearWithLoRA(base, r, use_dora=True)
+    else:
+        lora = LoRAParametrization(d_in, d_out, r, use_dora=True)
+        lora.init_from_base(base.weight)
+        parametrize.register_parametrization(base, "weight", lora)
+        layer = base
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+    magnitude = layer.lora_magnitude_vector if method == "wrapper" else lora.lora_magnitude_vector
+    torch.testing.assert_close(magnitude, norms)
+
+
+@given(layer_and_rank())
+def test_dora_weight_rows_have_the_magnitudes_as_lengths(case):
+    d_in, d_out, r, seed = case
+    torch.manual_seed(seed)
+    lora = LoRAParametrization(d_in, d_out, r, use_dora=True)
+    randomize_factors(lora, seed)
+    with torch.no_grad():
+        lora.lora_magnitude_vector.uniform_(0.5, 2.0)
+    weight = lora(torch.randn(d_out, d_in))
+    torch.testing.assert_close(weight.norm(dim=1), lora.lora_magnitude_vector, rtol=1e-4, atol=1e-5)
+
+
+def test_dora_norm_gets_no_gradient():
+    torch.manual_seed(0)
+    lora = LoRAParametrization(5, 4, 2, use_dora=True)
+    randomize_factors(lora, 0)
+    W = torch.randn(4, 5)
+    lora(W).sum().backward()
+    grad_with_detached_norm = lora.lora_A.grad.clone()
+    lora.zero_grad()
+    V = W + lora.delta_weight
+    (lora.lora_magnitude_vector[:, None] * V / V.norm(dim=1, keepdim=True)).sum().backward()
+    assert not torch.allclose(lora.lora_A.grad, grad_with_detached_norm)  # the two differ...
+    lora.zero_grad()
+    (
+        lora.lora_magnitude_vector[:, None]
+        * V.detach().norm(dim=1, keepdim=True) ** -1
+        * (W + lora.delta_weight)
+    ).sum().backward()
+    torch.testing.assert_close(lora.lora_A.grad, grad_with_detached_norm)  # ...ours is the detached one
+
+
+@given(layer_and_rank(), st.sampled_from([0.5, 1.0, 4.0]), st.booleans())
+def test_pissa_puts_the_top_r_singular_part_in_b_a_and_the_rest_in_the_weight(case, alpha, use_rslora):
+    d_in, d_out, r, seed = case
+    torch.manual_seed(seed)
+    base = nn.Linear(d_in, d_out)
+    W = base.weight.detach().clone()
+    x = torch.randn(3, d_in)
+    expected = base(x)
+    layer = LinearWithLoRA(base, r, lora_alpha=alpha, init_lora_weights="pissa", use_rslora=use_rslora)
+    torch.testing.assert_close(layer(x), expected, rtol=1e-4, atol=1e-4)
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+    best = U[:, :r] @ torch.diag(S[:r]) @ Vh[:r]
+    torch.testing.assert_close(layer.delta_weight, best, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(layer.base_layer.weight + layer.delta_weight, W, rtol=1e-4, atol=1e-4)
+
+
+def test_pissa_factors_share_the_singular_values_evenly():
+    W = torch.diag(torch.tensor([9.0, 4.0, 1.0]))
+    lora_A, lora_B, residual = pissa_factors(W, 2, scaling=1.0)
+    torch.testing.assert_close(lora_A.norm(dim=1), torch.tensor([3.0, 2.0]))
+    torch.testing.assert_close(lora_B.norm(dim=0), torch.tensor([3.0, 2.0]))
+    torch.testing.assert_close(residual, torch.diag(torch.tensor([0.0, 0.0, 1.0])))

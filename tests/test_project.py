@@ -18,7 +18,8 @@ def package_name(requirement: str) -> str:
 def test_environment_yml_lists_the_same_packages_as_pyproject():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     wanted = {package_name(r) for r in pyproject["project"]["dependencies"]}
-    wanted |= {package_name(r) for r in pyproject["project"]["optional-dependencies"]["test"]}
+    for extra in ("test", "lab"):
+        wanted |= {package_name(r) for r in pyproject["project"]["optional-dependencies"][extra]}
     conda = set()
     dependencies = (REPO / "environment.yml").read_text().split("dependencies:", 1)[1]
     for line in dependencies.splitlines():
@@ -32,8 +33,8 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
 def test_ci_runs_the_readme_setup_and_test_commands():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
-    assert 'env -u PIP_FIND_LINKS .venv/bin/pip install -e ".[test]"' in readme
-    assert 'env -u PIP_FIND_LINKS .venv/bin/pip install -q -e ".[test]"' in ci
+    assert 'env -u PIP_FIND_LINKS .venv/bin/pip install -e ".[test,lab]"' in readme
+    assert 'env -u PIP_FIND_LINKS .venv/bin/pip install -q -e ".[test,lab]"' in ci
     assert ".venv/bin/python -m pytest" in readme and ".venv/bin/python -m pytest" in ci
 
 

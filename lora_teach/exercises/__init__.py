@@ -1,18 +1,20 @@
 """Checked exercises in the style of Kaggle's learntools: ``q1.check(answer)``,
 ``q1.hint()``, ``q1.hint(2)``, ``q1.solution()``.
 
-A check prints one line that starts with "Correct", "Incorrect" or
-"Not attempted yet" and returns True only when the answer is right.
-An untouched placeholder (``____``, or a function that still raises
-``NotImplementedError``) is "not attempted yet", never a crash, and an
-exception raised by the student's code becomes a readable message.
+A check prints exactly one line that starts with "Correct", "Incorrect" or
+"Not attempted yet", whatever the answer, and never raises. Feedback on a wrong
+number says too high, too low or wrong units, never the right value (that is for
+``solution()``). A grader reads outcomes through ``set_check_listener``.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -34,66 +36,157 @@ class Incorrect(Exception):
     """The answer is wrong; the message says how."""
 
 
-def _is_placeholder(value: Any) -> bool:
+class Outcome(NamedTuple):
+    """What one ``check`` concluded: ``status`` is "correct", "incorrect" or "not_attempted"."""
+
+    notebook: str
+    question: str
+    status: str
+    message: str
+
+
+_listener: Callable[[str, str, str, str], None] | None = None
+
+
+def set_check_listener(listener: Callable[[str, str, str, str], None] | None) -> None:
+    """Call ``listener(notebook, question, status, message)`` after every check (None: stop).
+
+    ``notebook`` is e.g. "nb03", ``question`` e.g. "q2", ``status`` one of "correct",
+    "incorrect", "not_attempted", ``message`` the line the check printed.
+    """
+    global _listener
+    if listener is not None and not callable(listener):
+        raise TypeError(f"set_check_listener needs a function or None, got {type(listener).__name__}")
+    _listener = listener
+
+
+def _is_placeholder(value: Any, depth: int = 0) -> bool:
     if isinstance(value, _Placeholder):
         return True
+    if depth > 10:
+        return False
     if isinstance(value, (list, tuple)):
-        return any(_is_placeholder(v) for v in value)
+        return any(_is_placeholder(v, depth + 1) for v in value)
     if isinstance(value, dict):
-        return any(_is_placeholder(v) for v in value.values())
+        return any(_is_placeholder(v, depth + 1) for v in value.values())
     return False
 
 
-def call_student(function: Callable, *args: Any, name: str | None = None) -> Any:
+def call_student(function: Callable, *args: Any, name: str | None = None, returns: bool = True) -> Any:
     """Call the student's function; NotImplementedError means "not attempted yet",
-    any other exception becomes an Incorrect that names the call."""
+    any other exception becomes an Incorrect that names the call, and so does
+    ``None`` returned where a value is expected (``returns``)."""
     label = name or getattr(function, "__name__", "your function")
     if not callable(function):
         raise Incorrect(f"`{label}` should be a function, got {type(function).__name__}")
     try:
-        return function(*args)
+        result = function(*args)
     except NotImplementedError as error:
         raise NotAttempted(f"`{label}` still raises NotImplementedError") from error
     except Exception as error:  # noqa: BLE001 - the point is to report any failure kindly
         shown = ", ".join(_describe(a) for a in args)
         raise Incorrect(f"`{label}({shown})` raised {type(error).__name__}: {error}") from error
+    if returns and result is None:
+        raise Incorrect(f"`{label}(...)` returned None: did you forget to `return`?")
+    return result
 
 
 def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"tensor of shape {tuple(value.shape)}"
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not break the check
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def as_number(name: str, value: Any, context: str = "") -> int | float:
+    """``value`` as a Python int or float: accepts ints, floats, numpy scalars, 0-d arrays and
+    one-element tensors; anything else (bools, strings, None, longer tensors) is Incorrect."""
+    where = f" {context}" if context else ""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise Incorrect(
+                f"`{name}`{where} should be one number, got a tensor of shape {tuple(value.shape)}"
+            )
+        value = value.item()
+    elif isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise Incorrect(f"`{name}`{where} should be one number, got an array of shape {value.shape}")
+        value = value.item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Incorrect(f"`{name}`{where} should be a number, got {_describe(value)}")
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def _how_far(name: str, where: str, got: float, expected: float) -> str:
+    """Why ``got`` is not ``expected``, without saying ``expected``."""
+    if not math.isfinite(got):
+        return f"`{name}`{where} is {got}, not a finite number"
+    if got != 0 and expected != 0 and (got > 0) == (expected > 0):
+        exponent = math.log10(abs(got / expected))
+        k = round(exponent)
+        if k != 0 and abs(exponent - k) < 0.05:
+            return (
+                f"`{name}`{where} is off by a factor of about 10^{k}: check your units; "
+                "`.hint()` gives a nudge"
+            )
+    side = "too high" if got > expected else "too low"
+    return f"`{name}`{where} is {side} (you gave {got:,.6g}); `.hint()` gives a nudge"
+
+
 def expect_equal(name: str, got: Any, expected: Any, context: str = "") -> None:
-    """Exact equality (numbers, strings, tuples, ints from tensors via .item())."""
-    if isinstance(got, torch.Tensor) and got.numel() == 1:
-        got = got.item()
-    if got != expected:
-        where = f" {context}" if context else ""
-        raise Incorrect(f"`{name}`{where} should be {expected!r}, but it is {got!r}")
+    """Exact equality. Where ``expected`` is a number, any number type that equals it passes
+    (np.int64, 4.0, a one-element tensor), and a wrong one is told too high / too low / units;
+    other values (tuples, lists, dicts) must be equal. The expected value is never printed."""
+    where = f" {context}" if context else ""
+    if _is_number(expected):
+        value = as_number(name, got, context)
+        if value != expected:
+            raise Incorrect(_how_far(name, where, value, float(expected)))
+        return
+    try:
+        same = bool(got == expected)
+    except Exception:  # noqa: BLE001 - e.g. a many-element tensor against a tuple
+        same = False
+    if not same:
+        raise Incorrect(f"`{name}`{where} is not right: you gave {_describe(got)}; `.hint()` gives a nudge")
 
 
 def expect_close(
     name: str, got: Any, expected: Any, rtol: float = 1e-4, atol: float = 1e-6, context: str = ""
 ) -> None:
-    """Numerical closeness for numbers and tensors, with a shape check first."""
+    """Numerical closeness for numbers and tensors, with a shape check first; a wrong number is
+    told too high / too low / units, never the expected value."""
     where = f" {context}" if context else ""
     expected_t = torch.as_tensor(expected, dtype=torch.float64)
+    if expected_t.dim() == 0:
+        value = float(as_number(name, got, context))
+        if not math.isclose(value, expected_t.item(), rel_tol=rtol, abs_tol=atol):
+            raise Incorrect(_how_far(name, where, value, expected_t.item()))
+        return
+    if isinstance(got, (str, bytes)) or got is None:
+        raise Incorrect(f"`{name}`{where} should be a tensor, got {_describe(got)}")
     try:
         got_t = torch.as_tensor(got, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise Incorrect(f"`{name}`{where} should be a number or tensor, got {type(got).__name__}") from error
+    except Exception as error:  # noqa: BLE001 - any unconvertible answer gets the same message
+        raise Incorrect(f"`{name}`{where} should be a tensor, got {type(got).__name__}") from error
     if got_t.shape != expected_t.shape:
         raise Incorrect(
             f"`{name}`{where} should have shape {tuple(expected_t.shape)}, but it has {tuple(got_t.shape)}"
         )
     if not torch.allclose(got_t, expected_t, rtol=rtol, atol=atol):
-        if got_t.numel() == 1:
-            raise Incorrect(
-                f"`{name}`{where} should be {expected_t.item():.6g}, but it is {got_t.item():.6g}"
-            )
+        if not torch.isfinite(got_t).all():
+            raise Incorrect(f"`{name}`{where} holds nan or inf values")
         worst = (got_t - expected_t).abs().max().item()
         raise Incorrect(f"`{name}`{where} has the right shape but wrong values (largest error {worst:.3g})")
 
@@ -121,11 +214,17 @@ class CheckResult:
         """Display nothing in IPython (no ``Out[n]: True`` under the message)."""
 
 
+def _one_line(text: str, limit: int = 400) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class Question:
     """One exercise: a checking function, graded hints and a reference solution.
 
     ``checker(*answers)`` raises Incorrect (or NotAttempted) with a message, and
-    may return a short message to print after "Correct".
+    may return a short message to print after "Correct". ``last_outcome`` keeps
+    what the latest ``check`` concluded (an ``Outcome``, or None before any).
     """
 
     def __init__(
@@ -136,21 +235,55 @@ class Question:
         solution: str,
     ) -> None:
         self.name, self._checker, self._hints, self._solution = name, checker, list(hints), solution
+        self.last_outcome: Outcome | None = None
+        self._where: tuple[str, str] | None = None
+
+    def _address(self) -> tuple[str, str]:
+        """("nb03", "q2"): the module and attribute this question is published as."""
+        if self._where is None:
+            module_name = getattr(self._checker, "__module__", "") or ""
+            module = sys.modules.get(module_name)
+            attribute = next((k for k, v in vars(module).items() if v is self), None) if module else None
+            self._where = (module_name.rpartition(".")[2], attribute or self.name)
+        return self._where
 
     def check(self, *answers: Any) -> CheckResult:
-        """Print whether the answer is right; the result is true only if it is."""
+        """Print one line saying whether the answer is right; the result is true only if it is.
+        Never raises, and leaves torch's random state as it was."""
         try:
-            if any(_is_placeholder(a) for a in answers):
-                raise NotAttempted("replace ____ with your answer")
-            message = self._checker(*answers)
+            with torch.random.fork_rng(devices=[]):
+                if any(_is_placeholder(a) for a in answers):
+                    raise NotAttempted("replace ____ with your answer")
+                message = self._checker(*answers)
+            status, line = (
+                "correct",
+                f"Correct ({self.name})" + (f": {_one_line(message)}" if message else "!"),
+            )
         except NotAttempted as reason:
-            print(f"Not attempted yet ({self.name}): {reason}. Try it, or call .hint() for a nudge.")
-            return CheckResult(False)
+            status = "not_attempted"
+            line = (
+                f"Not attempted yet ({self.name}): {_one_line(reason)}. Try it, or call .hint() for a nudge."
+            )
         except Incorrect as reason:
-            print(f"Incorrect ({self.name}): {reason}")
-            return CheckResult(False)
-        print(f"Correct ({self.name})" + (f": {message}" if message else "!"))
-        return CheckResult(True)
+            status, line = "incorrect", f"Incorrect ({self.name}): {_one_line(reason)}"
+        except Exception as error:  # noqa: BLE001 - a check must answer, whatever it is given
+            status = "incorrect"
+            line = (
+                f"Incorrect ({self.name}): this answer could not be checked "
+                f"({type(error).__name__}: {_one_line(error, 200)}); check its type and shape"
+            )
+        print(line)
+        self._report(status, line)
+        return CheckResult(status == "correct")
+
+    def _report(self, status: str, line: str) -> None:
+        notebook, question = self._address()
+        self.last_outcome = Outcome(notebook, question, status, line)
+        if _listener is not None:
+            try:
+                _listener(notebook, question, status, line)
+            except Exception as error:  # noqa: BLE001 - a grader's bug must not break the student's check
+                print(f"check listener failed: {type(error).__name__}: {error}", file=sys.stderr)
 
     def hint(self, n: int = 1) -> None:
         """Print hint ``n`` (1 is gentle, the last nearly gives it away)."""
@@ -176,8 +309,11 @@ __all__ = [
     "CheckResult",
     "Incorrect",
     "NotAttempted",
+    "Outcome",
     "Question",
+    "as_number",
     "call_student",
     "expect_close",
     "expect_equal",
+    "set_check_listener",
 ]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_equal
+from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_equal
 
 # q1: a number. A 100 x 100 matrix written as B (100 x 5) times A (5 x 100).
 
 
 def _check_q1(lora_numbers) -> str:
+    lora_numbers = as_number("lora_numbers", lora_numbers)
     if lora_numbers == 100 * 100:
         raise Incorrect(
             "`lora_numbers` counts the full 100 x 100 matrix; count the entries of B and A instead"
@@ -34,6 +35,7 @@ q1 = Question(
 def _check_q2(count_lora_numbers) -> str:
     for d, k, r in [(100, 100, 5), (784, 256, 2), (3, 7, 1), (10, 20, 10)]:
         got = call_student(count_lora_numbers, d, k, r, name="count_lora_numbers")
+        got = as_number(f"count_lora_numbers({d}, {k}, {r})", got)
         if got == d * k:
             raise Incorrect(
                 f"`count_lora_numbers({d}, {k}, {r})` gave {got}, the size of the full d x k matrix; "

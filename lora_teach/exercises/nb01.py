@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_close, expect_equal
 from lora_teach.linalg import low_rank_approximation
 
 # q1: the rank of a small integer matrix
@@ -22,8 +22,7 @@ Q1_MATRIX = torch.tensor(
 
 
 def _check_q1(rank_of_M) -> str:
-    if isinstance(rank_of_M, torch.Tensor) and rank_of_M.numel() == 1:
-        rank_of_M = rank_of_M.item()
+    rank_of_M = as_number("rank_of_M", rank_of_M)
     if rank_of_M == 4 or rank_of_M == 5:
         raise Incorrect(
             f"`rank_of_M` should count independent rows, not all rows or columns; you gave {rank_of_M}"
@@ -48,6 +47,7 @@ q1 = Question(
 def _check_q2(full_params, lora_params) -> str:
     d, k, r = 512, 768, 8
     expect_equal("full_params", full_params, d * k, context="for a 512 x 768 matrix")
+    lora_params = as_number("lora_params", lora_params)
     if lora_params == 2 * d * r or lora_params == 2 * k * r:
         raise Incorrect("`lora_params` uses one side twice; B is (d, r) and A is (r, k), so count d*r + r*k")
     if lora_params == r * r:
@@ -115,6 +115,7 @@ def _check_q4(error_from_singular_values) -> str:
     for S, r in cases:
         got = call_student(error_from_singular_values, S, r, name="error_from_singular_values")
         expected = math.sqrt((S[r:] ** 2).sum().item())
+        got = as_number(f"error_from_singular_values(S, r) for S={S.tolist()}, r={r}", got)
         if r < len(S):
             if math.isclose(float(got), S[r:].sum().item()) and not math.isclose(float(got), expected):
                 raise Incorrect(

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.exercises import (
+    Incorrect,
+    Question,
+    _describe,
+    as_number,
+    call_student,
+    expect_close,
+    expect_equal,
+)
 
 # q1: the shapes of lora_A, lora_B and delta W for nn.Linear(784, 256) at r = 4
 
 
 def _as_shape(name: str, value) -> tuple:
-    if isinstance(value, torch.Size):
-        return tuple(value)
-    if not isinstance(value, tuple) or not all(isinstance(v, int) for v in value):
-        raise Incorrect(f"`{name}` should be a tuple of ints such as (3, 5), got {value!r}")
-    return value
+    """A shape given as a tuple, list or torch.Size of whole numbers, as a tuple of ints."""
+    if isinstance(value, (tuple, list, torch.Size)):
+        try:
+            shape = tuple(as_number(name, v) for v in value)
+        except Incorrect:
+            shape = None
+        if shape is not None and all(isinstance(v, int) for v in shape):
+            return shape
+    raise Incorrect(f"`{name}` should be a tuple of ints such as (3, 5), got {_describe(value)}")
 
 
 def _check_q1(lora_A_shape, lora_B_shape, delta_W_shape) -> str:
@@ -92,8 +104,7 @@ q2 = Question(
 def _check_q3(lora_parameter_count) -> str:
     for in_features, out_features, r in [(784, 256, 2), (256, 128, 4), (12288, 12288, 4), (10, 3, 1)]:
         got = call_student(lora_parameter_count, in_features, out_features, r, name="lora_parameter_count")
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
+        got = as_number("lora_parameter_count", got, context=f"({in_features}, {out_features}, {r})")
         if got == in_features * out_features:
             raise Incorrect("`lora_parameter_count` counts the full weight; count lora_A and lora_B instead")
         if got == 2 * in_features * r and in_features != out_features:
@@ -130,8 +141,7 @@ def _check_q4(checkpoint_bytes) -> str:
     cases = [(12, 768, 8, 4, 4), (96, 12288, 4, 2, 2), (36, 1280, 4, 2, 2), (2, 10, 1, 1, 1)]
     for case in cases:
         got = call_student(checkpoint_bytes, *case, name="checkpoint_bytes")
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
+        got = as_number("checkpoint_bytes", got, context=f"for {case}")
         expected = _reference_bytes(*case)
         if got == expected // case[4] and case[4] != 1:
             raise Incorrect("`checkpoint_bytes` counts parameters; multiply by bytes_per_param to get bytes")

@@ -3,10 +3,19 @@ the weakest digits, and collapsing the seed's three Linear layers into one."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.exercises import (
+    Incorrect,
+    Question,
+    _describe,
+    as_number,
+    call_student,
+    expect_close,
+    expect_equal,
+)
 from lora_teach.models import DigitsNet
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -14,19 +23,17 @@ TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def _as_int_list(name: str, value: object) -> list[int]:
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point():
-            raise Incorrect(f"`{name}` should hold whole counts, got a float tensor: {value.tolist()}")
+    """A list, tuple, 1-d tensor or array of whole numbers (any number type) as a list of ints."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        if value.ndim != 1:
+            raise Incorrect(f"`{name}` should be a list or 1-d tensor, got shape {tuple(value.shape)}")
         value = value.tolist()
-    try:
-        items = list(value)
-    except TypeError as error:
-        raise Incorrect(
-            f"`{name}` should be a list or tensor of 10 counts, got {type(value).__name__}"
-        ) from error
-    if any(isinstance(v, float) and not float(v).is_integer() for v in items):
-        raise Incorrect(f"`{name}` should hold whole counts, not fractions: {items}")
-    return [int(v) for v in items]
+    if not isinstance(value, (list, tuple)):
+        raise Incorrect(f"`{name}` should be a list or tensor of whole numbers, got {_describe(value)}")
+    items = [as_number(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    if any(isinstance(v, float) for v in items):
+        raise Incorrect(f"`{name}` should hold whole numbers, not fractions")
+    return items
 
 
 # q1: images per digit in the training set ------------------------------------------------
@@ -61,10 +68,7 @@ q1 = Question(
 
 
 def _check_parameter_count(num_parameters: object) -> str:
-    if isinstance(num_parameters, torch.Tensor):
-        num_parameters = num_parameters.item()
-    if not isinstance(num_parameters, int) or isinstance(num_parameters, bool):
-        raise Incorrect(f"`num_parameters` should be a whole number, got {num_parameters!r}")
+    num_parameters = as_number("num_parameters", num_parameters)
     weights_only = 784 * 256 + 256 * 128 + 128 * 10
     if num_parameters == weights_only:
         raise Incorrect(
@@ -111,9 +115,11 @@ def _check_weakest(weakest_digits: object) -> None:
             "since some digits have more test images than others"
         )
     if sorted(got) != expected:
-        raise Incorrect(f"`weakest_digits(wrong_counts, digit_totals, 5)` should give {expected}, got {got}")
+        raise Incorrect(
+            f"`weakest_digits(wrong_counts, digit_totals, 5)` picks other digits (you gave {got})"
+        )
     if got != expected:
-        raise Incorrect(f"`weakest_digits` found the right digits but should return them sorted: {expected}")
+        raise Incorrect("`weakest_digits` found the right digits but should return them in increasing order")
     for k in (1, 3):
         expect_equal(
             "weakest_digits",
@@ -161,7 +167,7 @@ def _check_collapse(collapse: object) -> str:
         expected_W, expected_b = collapse_reference(model)
         expect_close("W", W, expected_W, rtol=1e-4, atol=1e-5, context="(the product of the three weights)")
         last_bias = model.linear3.bias.double()
-        if torch.as_tensor(b).shape == (10,) and torch.allclose(torch.as_tensor(b).double(), last_bias):
+        if isinstance(b, torch.Tensor) and b.shape == (10,) and torch.allclose(b.double(), last_bias):
             raise Incorrect(
                 "`b` is only the last layer's bias; the first two biases also pass through the later weights"
             )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_close, expect_equal
 
 
 def _example(seed: int = 5) -> tuple[torch.Tensor, nn.Linear, torch.Tensor, torch.Tensor, float]:
@@ -64,6 +64,7 @@ q1 = Question(
 
 
 def _check_q2(bias_parameters: int) -> str:
+    bias_parameters = as_number("bias_parameters", bias_parameters)
     if bias_parameters == 3_518:
         raise Incorrect("`bias_parameters` is the whole trainable count; subtract the LoRA factors (3,124)")
     if bias_parameters == 3_124:

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_close
+from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_close, expect_equal
 from lora_teach.linalg import subspace_similarity
 from lora_teach.train import Evaluation
 
@@ -15,6 +15,8 @@ from lora_teach.train import Evaluation
 
 
 def _check_q1(scaling_paper, scaling_rslora) -> str:
+    scaling_paper = as_number("scaling_paper", scaling_paper)
+    scaling_rslora = as_number("scaling_rslora", scaling_rslora)
     if scaling_paper == 64 / 16:
         raise Incorrect("`scaling_paper` is r / lora_alpha; the paper divides lora_alpha by r")
     expect_close(
@@ -77,7 +79,7 @@ def _check_q2(learning_and_forgetting) -> str:
         call = f"learning_and_forgetting(before, after, {digits})"
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise Incorrect(f"`{call}` should return two numbers (learned, forgotten), got {got!r}")
-        learned, forgotten = (float(v) for v in got)
+        learned, forgotten = (float(as_number(f"{call}[{i}]", v)) for i, v in enumerate(got))
         expected = _reference_q2(before, after, digits)
         if abs(learned - expected[0] / 100) < 1e-9 and abs(forgotten - expected[1] / 100) < 1e-9:
             raise Incorrect(f"`{call}` returned fractions; multiply by 100 for percentage points")
@@ -132,8 +134,7 @@ def _check_q3(directions_for_energy) -> str:
         got = call_student(directions_for_energy, S, fraction, name="directions_for_energy")
         expected = _reference_q3(S, fraction)
         call = f"directions_for_energy({[round(v, 3) for v in S.tolist()][:5]}..., {fraction})"
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
+        got = as_number(call, got)
         plain = int((torch.cumsum(S, 0) / S.sum() < fraction - 1e-12).sum().item()) + 1
         if got == plain and plain != expected:
             raise Incorrect(
@@ -143,8 +144,7 @@ def _check_q3(directions_for_energy) -> str:
             raise Incorrect(
                 f"`{call}` gave {got}, one too few: count the direction that crosses the fraction"
             )
-        if got != expected:
-            raise Incorrect(f"`{call}` should be {expected}, but it is {got!r}")
+        expect_equal(call, got, expected)
     return "the squared singular values are the energy; their running sum says how many directions matter."
 
 
@@ -174,10 +174,7 @@ def _check_q4(phi) -> str:
     for i, j in [(1, 1), (1, 8), (2, 8), (2, 3), (1, 4)]:
         got = call_student(phi, A1, A2, i, j, name="phi")
         call = f"phi(A1 (2, 40), A2 (8, 40), {i}, {j})"
-        if isinstance(got, torch.Tensor):
-            if got.numel() != 1:
-                raise Incorrect(f"`{call}` should be one number, got a tensor of shape {tuple(got.shape)}")
-            got = got.item()
+        got = as_number(call, got)
         expected = subspace_similarity(A1, A2, i, j)
         U1 = torch.linalg.svd(A1, full_matrices=False).Vh[:i].T
         U2 = torch.linalg.svd(A2, full_matrices=False).Vh[:j].T

@@ -3,51 +3,24 @@ and combining two adapters as one low-rank product."""
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
-from lora_teach.exercises import Incorrect, Question, call_student
+from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_equal
 
 DIGITSNET_LAYERS = {"linear1": (784, 256), "linear2": (256, 128), "linear3": (128, 10)}  # (in, out)
-
-
-def _as_int(name: str, value) -> int:
-    """An integer from an int, a whole float, a numpy number or a 0-d tensor; else Incorrect."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(float(value))
-        or float(value) != int(value)
-    ):
-        raise Incorrect(f"`{name}` should be a whole number, got {value!r}")
-    return int(value)
-
-
-def _expect_count(name: str, got, expected: int, hint: str) -> None:
-    """Too high / too low, never the expected value."""
-    got = _as_int(name, got)
-    if got != expected:
-        direction = "too high" if got > expected else "too low"
-        raise Incorrect(f"`{name}` is {direction}; {hint} (q1.hint() helps)")
 
 
 def _check_adapter_size(adapter_floats, adapter_bytes) -> str:
     r = 8
     floats = sum(r * (n_in + n_out) for n_in, n_out in DIGITSNET_LAYERS.values())
-    adapter_floats = _as_int("adapter_floats", adapter_floats)
-    adapter_bytes = _as_int("adapter_bytes", adapter_bytes)
+    adapter_floats = as_number("adapter_floats", adapter_floats)
+    adapter_bytes = as_number("adapter_bytes", adapter_bytes)
     if adapter_floats == sum(n_in * n_out for n_in, n_out in DIGITSNET_LAYERS.values()):
         raise Incorrect("`adapter_floats` counts the full weight matrices; count only lora_A and lora_B")
-    _expect_count(
-        "adapter_floats", adapter_floats, floats, "count r * (in + out) per layer, r = 8, all three layers"
-    )
+    expect_equal("adapter_floats", adapter_floats, floats, "(r = 8 on linear1, linear2 and linear3)")
     if adapter_bytes == floats:
         raise Incorrect("`adapter_bytes` equals the number of floats; each float32 takes 4 bytes")
-    _expect_count("adapter_bytes", adapter_bytes, 4 * floats, "each float32 takes 4 bytes")
+    expect_equal("adapter_bytes", adapter_bytes, 4 * floats, "(float32)")
     return f"{floats:,} numbers, {4 * floats / 1000:.1f} KB before file overhead"
 
 
@@ -88,7 +61,7 @@ def _check_adapter_ranks(adapter_ranks) -> None:
         got = call_student(adapter_ranks, state, name="adapter_ranks")
         if not isinstance(got, dict):
             raise Incorrect(f"`adapter_ranks(state)` should return a dict, got {type(got).__name__}")
-        got = {k: _as_int(f"adapter_ranks(state)[{k!r}]", v) for k, v in got.items()}
+        got = {k: as_number(f"adapter_ranks(state)[{k!r}]", v) for k, v in got.items()}
         if set(got) != set(ranks):
             raise Incorrect(
                 f"`adapter_ranks(state)` should have one key per adapted layer {sorted(ranks)}, "
@@ -126,11 +99,13 @@ def _check_combine_factors(combine_factors) -> str:
     B2, A2 = torch.randn(5, 3, generator=generator), torch.randn(3, 6, generator=generator)
     w1, w2 = 0.7, -1.5
     got = call_student(combine_factors, B1, A1, B2, A2, w1, w2, name="combine_factors")
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        raise Incorrect("`combine_factors(...)` should return a pair (B, A)")
+    if (
+        not isinstance(got, (tuple, list))
+        or len(got) != 2
+        or not all(isinstance(t, torch.Tensor) for t in got)
+    ):
+        raise Incorrect("`combine_factors(...)` should return a pair of tensors (B, A)")
     B, A = got
-    if not all(isinstance(t, torch.Tensor) for t in (B, A)):
-        raise Incorrect("`combine_factors(...)` should return two tensors (B, A)")
     if tuple(B.shape) != (5, 5) or tuple(A.shape) != (5, 6):
         raise Incorrect(
             f"`combine_factors(...)` with ranks 2 and 3 should give B of shape (5, 5) and A of shape (5, 6), "

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lora_teach.adapters import add_lora, mark_only_lora_as_trainable
-from lora_teach.exercises import Incorrect, Question, call_student
+from lora_teach.exercises import Incorrect, Question, as_number, call_student
 
 
 def _check_lora_plus_groups(lora_plus_groups) -> str:
@@ -24,8 +24,11 @@ def _check_lora_plus_groups(lora_plus_groups) -> str:
     for group in groups:
         if "params" not in group or "lr" not in group:
             raise Incorrect("each group of `lora_plus_groups(...)` needs the keys 'params' and 'lr'")
+        if not isinstance(group["params"], (list, tuple)):
+            raise Incorrect("each group's 'params' in `lora_plus_groups(...)` should be a list of parameters")
+        lr = as_number("each group's 'lr' in `lora_plus_groups(...)`", group["lr"])
         for p in group["params"]:
-            lr_of[id(p)] = group["lr"]
+            lr_of[id(p)] = lr
     names = {id(p): n for n, p in model.named_parameters()}
     for name, p in model.named_parameters():
         if not p.requires_grad and id(p) in lr_of:
@@ -41,7 +44,7 @@ def _check_lora_plus_groups(lora_plus_groups) -> str:
         if abs(lr_of[id(p)] - expected) > 1e-12:
             which = "lora_B gets lr * ratio" if name.endswith("lora_B") else "lora_A keeps the base lr"
             raise Incorrect(
-                f"`lora_plus_groups(...)` gives {name!r} lr {lr_of[id(p)]:g}, expected {expected:g} ({which})"
+                f"`lora_plus_groups(...)` gives {name!r} lr {lr_of[id(p)]:g}, not the right one ({which})"
             )
     unknown = [i for i in lr_of if i not in names]
     if unknown:
@@ -117,10 +120,14 @@ def _check_pissa_factors(pissa_factors) -> str:
     weight = torch.randn(6, 9, generator=generator)
     r, scaling = 2, 0.5
     got = call_student(pissa_factors, weight, r, scaling, name="pissa_factors")
-    if not isinstance(got, (tuple, list)) or len(got) != 3:
-        raise Incorrect("`pissa_factors(weight, r, scaling)` should return (lora_B, lora_A, residual)")
-    if not all(isinstance(t, torch.Tensor) for t in got):
-        raise Incorrect("`pissa_factors(weight, r, scaling)` should return three tensors")
+    if (
+        not isinstance(got, (tuple, list))
+        or len(got) != 3
+        or not all(isinstance(t, torch.Tensor) for t in got)
+    ):
+        raise Incorrect(
+            "`pissa_factors(weight, r, scaling)` should return three tensors (lora_B, lora_A, residual)"
+        )
     lora_B, lora_A, residual = got
     shapes = tuple(tuple(t.shape) for t in got)
     if shapes != ((6, 2), (2, 9), (6, 9)):

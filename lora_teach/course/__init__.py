@@ -1,0 +1,1 @@
+"""Course machinery: what runs the course (grading a class), as opposed to the LoRA it teaches."""
