@@ -218,3 +218,51 @@ def subspace_similarity_diagram(angles_degrees: Sequence[float] = (0.0, 35.0, 90
     )
     fig.tight_layout()
     return fig
+
+
+def dora_diagram(ax: plt.Axes | None = None) -> plt.Axes:
+    """DoRA's split of one output row of the weight into a magnitude and a direction, in 2-D:
+    the frozen row of W0, the LoRA row V = W0 + s·B·A, its unit direction V/||V||, and the
+    trained length m that DoRA puts on that direction."""
+    ax = ax or plt.subplots(figsize=(8, 4.4))[1]
+    w0 = np.array([1.6, 0.5])
+    v = w0 + np.array([-0.55, 0.75])  # W0 + s·B·A
+    unit = v / np.linalg.norm(v)
+    m = 2.3
+    theta = np.linspace(0, np.pi / 2, 100)
+    ax.plot(np.cos(theta), np.sin(theta), color="#BBBBBB", linewidth=1)
+    ax.text(0.72, 0.55, "‖·‖ = 1", color="#888888", fontsize=8)
+    arrows = [  # drawn in this order: the longest first, so each shorter one stays visible on top
+        (m * unit, COLORS["merged"], "W' = m_i · V / ‖V‖ (DoRA's row)", 4),
+        (w0, COLORS["base"], "row i of W0 (frozen)", 2),
+        (v, COLORS["lora"], "V = W0 + s·B·A (LoRA's row)", 2),
+        (unit, COLORS["random"], "direction V / ‖V‖ (length 1)", 2),
+    ]
+    for vec, color, label, width in arrows:
+        style = {"arrowstyle": "-|>", "color": color, "linewidth": width}
+        ax.annotate("", xy=vec, xytext=(0, 0), arrowprops=style)
+        ax.plot([], [], color=color, linewidth=width, label=label)
+    ax.annotate(
+        "", xy=v, xytext=w0, arrowprops={"arrowstyle": "-|>", "color": COLORS["lora"], "linestyle": ":"}
+    )
+    ax.text(
+        *(w0 + (v - w0) / 2 + np.array([0.05, 0.0])), "s·B·A\n(direction)", color=COLORS["lora"], fontsize=8
+    )
+    ax.text(
+        *(m * unit + np.array([-0.55, 0.08])), "length m_i\n(magnitude)", color=COLORS["merged"], fontsize=8
+    )
+    ax.text(
+        1.75,
+        -0.45,
+        "shapes: W0 (out, in), B (out, r), A (r, in), m (out,)\nnorm ‖V‖ taken per output row",
+        fontsize=8,
+        ha="left",
+    )
+    ax.set_xlim(-0.1, 3.9)
+    ax.set_ylim(-0.65, 2.2)
+    ax.set_aspect("equal")
+    ax.set_xlabel("input coordinate 1 (a row lives in R^in; 2 of its coordinates shown)")
+    ax.set_ylabel("input coordinate 2")
+    ax.set_title("DoRA: each output row = magnitude m_i × unit direction V/‖V‖")
+    ax.legend(loc="upper right", fontsize=8)
+    return ax

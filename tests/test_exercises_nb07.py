@@ -90,3 +90,47 @@ def test_q3_ignoring_the_weights_fails(capsys):
 def test_q3_placeholder_is_not_attempted(capsys):
     ok, out = check(nb07.q3, ____, capsys=capsys)
     assert not ok and out.startswith("Not attempted yet")
+
+
+def test_q1_accepts_numpy_and_tensor_numbers(capsys):
+    import numpy as np
+
+    ok, out = check(nb07.q1, np.int64(FLOATS_R8), torch.tensor(4 * FLOATS_R8), capsys=capsys)
+    assert ok and out.startswith("Correct")
+
+
+def test_q1_wrong_count_says_too_low_without_the_value(capsys):
+    ok, out = check(nb07.q1, FLOATS_R8 - 8, 4 * FLOATS_R8, capsys=capsys)
+    assert not ok and "too low" in out and f"{FLOATS_R8}" not in out and f"{FLOATS_R8:,}" not in out
+
+
+def test_q2_rank_from_the_scaling_fails(capsys):
+    def wrong(state):  # right only when lora_alpha = 1
+        return {
+            k.removesuffix(".scaling"): round(1 / float(v))
+            for k, v in state.items()
+            if k.endswith(".scaling")
+        }
+
+    ok, out = check(nb07.q2, wrong, capsys=capsys)
+    assert not ok and "`adapter_ranks(state)`" in out
+
+
+def test_q2_accepts_tensor_ranks(capsys):
+    def tensor_ranks(state):
+        return {
+            k.removesuffix(".lora_A"): torch.tensor(v.shape[0])
+            for k, v in state.items()
+            if k.endswith(".lora_A")
+        }
+
+    ok, out = check(nb07.q2, tensor_ranks, capsys=capsys)
+    assert ok and out.startswith("Correct")
+
+
+def test_q3_accepts_a_list(capsys):
+    def as_list(B1, A1, B2, A2, w1, w2):
+        return list(combine_factors(B1, A1, B2, A2, w1, w2))
+
+    ok, out = check(nb07.q3, as_list, capsys=capsys)
+    assert ok and out.startswith("Correct")

@@ -115,3 +115,11 @@ def test_q3_unimplemented_function_is_not_attempted(capsys):
 
     ok, out = check(nb08.q3, pissa_factors, capsys=capsys)
     assert not ok and out.startswith("Not attempted yet")
+
+
+def test_q3_accepts_a_list(capsys):
+    def as_list(weight, r, scaling):
+        return list(pissa_factors(weight, r, scaling))
+
+    ok, out = check(nb08.q3, as_list, capsys=capsys)
+    assert ok and out.startswith("Correct")

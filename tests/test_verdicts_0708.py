@@ -1,0 +1,98 @@
+"""The verdicts of notebooks 07 and 08 do not depend on the thread count: the experiment functions
+behind them (lora_teach.studies), rerun with fast settings at 1 and at 2 torch threads, give the same
+verdicts (and the same numbers)."""
+
+import pytest
+import torch
+
+from lora_teach.data import load_mnist
+from lora_teach.experiment import WEAK_DIGITS, pretrained_digitsnet
+from lora_teach.loraplus import loraplus_param_groups
+from lora_teach.studies import (
+    heldout_splits,
+    lora_adapt,
+    mixing_study,
+    mixing_verdicts,
+    rank_sweep,
+    rank_verdicts,
+    variant_study,
+    variant_verdicts,
+)
+
+OTHER_DIGITS = (0, 1, 4, 6, 7)
+FAST = {"num_steps": 30, "progress": False}
+
+
+def loraplus_groups(model, lr):
+    return loraplus_param_groups(model, lr, ratio=16)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    base = pretrained_digitsnet("corrected", progress=False)
+    base.requires_grad_(False)
+    val, test = heldout_splits(*load_mnist("test"))
+    # fast settings: fewer images to score (evaluation dominates at 30 training steps)
+    return base, load_mnist("train"), (val[0][:1000], val[1][:1000]), (test[0][:2000], test[1][:2000])
+
+
+def at_threads(count, function):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        return function()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_mixing_verdicts_are_the_same_at_one_and_two_threads(setting):
+    base, train_data, val, test = setting
+
+    def run():
+        return mixing_study(
+            base,
+            train_data,
+            val,
+            test,
+            (WEAK_DIGITS, OTHER_DIGITS),
+            seeds=(0, 1, 2),
+            grid=(0.0, 0.5, 1.0),
+            **FAST,
+        )
+
+    one, two = at_threads(1, run), at_threads(2, run)
+    assert mixing_verdicts(one) == mixing_verdicts(two)
+    assert one.chosen == two.chosen
+
+
+def test_variant_and_rank_verdicts_are_the_same_at_one_and_two_threads(setting):
+    base, train_data, val, test = setting
+    weak = tuple(t[torch.isin(train_data[1], torch.tensor(WEAK_DIGITS))] for t in train_data)
+    methods = {
+        "LoRA": (lora_adapt(4, 4.0), None),
+        "rsLoRA": (lora_adapt(4, 4.0, use_rslora=True), None),
+        "LoRA+": (lora_adapt(4, 4.0), loraplus_groups),
+        "DoRA": (lora_adapt(4, 4.0, use_dora=True), None),
+        "PiSSA": (lora_adapt(4, 4.0, init_lora_weights="pissa"), None),
+    }
+
+    def run():
+        study = variant_study(
+            base,
+            methods,
+            weak,
+            val,
+            test,
+            WEAK_DIGITS,
+            OTHER_DIGITS,
+            lrs=(3e-4, 3e-3),
+            seeds=(0, 1, 2),
+            **FAST,
+        )
+        sweep = rank_sweep(base, weak, test, WEAK_DIGITS, OTHER_DIGITS, ranks=(1, 8), seeds=(0, 1, 2), **FAST)
+        return study, sweep
+
+    (study1, sweep1), (study2, sweep2) = at_threads(1, run), at_threads(2, run)
+    assert study1.best_lr == study2.best_lr
+    assert variant_verdicts(study1) == variant_verdicts(study2)
+    assert rank_verdicts(sweep1) == rank_verdicts(sweep2)
