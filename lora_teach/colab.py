@@ -35,16 +35,24 @@ def setup_cell_source() -> str:
     ``$LORA_TEACH_REPO_URL`` if set), installs ``lora_teach`` without touching Colab's packages and
     points it at the data; elsewhere it does nothing."""
     return f'''# Colab setup: on Google Colab this installs lora_teach and finds the data; elsewhere it does nothing.
-import importlib.util, os, subprocess, sys
+import importlib.util
+import os
+import subprocess
+import sys
+
 if "google.colab" in sys.modules:
     home = "/content/lora-course" if os.path.isdir("/content") else os.path.abspath("lora-course")
     if not os.path.isdir(home):
-        repo = os.environ.get("{REPO_URL_VARIABLE}", "{REPO_URL}")
+        repo = os.environ.get(
+            "{REPO_URL_VARIABLE}", "{REPO_URL}"
+        )
         subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "{REF}", repo, home], check=True)
         # --no-deps: Colab's own torch and torchvision stay exactly as they are
         pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
         subprocess.run([*pip, home], check=True)
-        missing = [m for m in {json.dumps(LIGHT_DEPENDENCIES)} if importlib.util.find_spec(m) is None]
+        missing = [
+            m for m in {json.dumps(LIGHT_DEPENDENCIES)} if importlib.util.find_spec(m) is None
+        ]
         if missing:  # none on Colab today; these never pull in torch
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
         importlib.invalidate_caches()

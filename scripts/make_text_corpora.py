@@ -42,7 +42,9 @@ def main() -> int:
     for name, text in [("prose", prose_text()), ("code", code_text())]:
         data = text.encode("utf-8")
         (out / f"{name}.txt").write_bytes(data)
-        print(f"{name}.txt: {len(text):,} characters, {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
+        print(
+            f"{name}.txt: {len(text):,} characters, {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()}"
+        )
     return 0
 
 

@@ -77,7 +77,9 @@ def test_setup_cell_is_skipped_by_tag_not_by_comment():
 
 def test_setup_cell_installs_without_dependencies_from_the_one_variable():
     source = colab.setup_cell_source()
-    assert f'os.environ.get("{colab.REPO_URL_VARIABLE}", "{colab.REPO_URL}")' in source
+    assert (
+        f'os.environ.get(\n            "{colab.REPO_URL_VARIABLE}", "{colab.REPO_URL}"\n        )' in source
+    )
     assert '"--no-deps"' in source and "torch" not in str(colab.LIGHT_DEPENDENCIES)
 
 
