@@ -6,7 +6,7 @@ import torch
 from lora_teach.exercises import ____, nb07
 from tests.conftest import check_output as check
 
-FLOATS_R8 = 8 * (784 + 256) + 8 * (256 + 128) + 8 * (128 + 10)
+FLOATS_R8 = 8 * (784 + 256) + 8 * (256 + 128)  # linear1 and linear2 only
 
 
 def test_q1_reference_answer_passes(capsys):
@@ -15,8 +15,13 @@ def test_q1_reference_answer_passes(capsys):
 
 
 def test_q1_counting_full_weights_fails_naming_the_variable(capsys):
-    ok, out = check(nb07.q1, 784 * 256 + 256 * 128 + 128 * 10, 0, capsys=capsys)
+    ok, out = check(nb07.q1, 784 * 256 + 256 * 128, 0, capsys=capsys)
     assert not ok and "`adapter_floats`" in out
+
+
+def test_q1_counting_all_three_layers_fails_naming_linear3(capsys):
+    ok, out = check(nb07.q1, FLOATS_R8 + 8 * (128 + 10), 0, capsys=capsys)
+    assert not ok and "linear3" in out
 
 
 def test_q1_forgetting_four_bytes_per_float_fails(capsys):

@@ -10,14 +10,22 @@ from lora_teach.exercises import Incorrect, Question, as_number, call_student, e
 DIGITSNET_LAYERS = {"linear1": (784, 256), "linear2": (256, 128), "linear3": (128, 10)}  # (in, out)
 
 
+ADAPTED = (
+    "linear1",
+    "linear2",
+)  # q1's adapter: not the three layers the notebook trains, so its count is new
+
+
 def _check_adapter_size(adapter_floats, adapter_bytes) -> str:
     r = 8
-    floats = sum(r * (n_in + n_out) for n_in, n_out in DIGITSNET_LAYERS.values())
+    floats = sum(r * sum(DIGITSNET_LAYERS[name]) for name in ADAPTED)
     adapter_floats = as_number("adapter_floats", adapter_floats)
     adapter_bytes = as_number("adapter_bytes", adapter_bytes)
-    if adapter_floats == sum(n_in * n_out for n_in, n_out in DIGITSNET_LAYERS.values()):
+    if adapter_floats == sum(n_in * n_out for n_in, n_out in (DIGITSNET_LAYERS[n] for n in ADAPTED)):
         raise Incorrect("`adapter_floats` counts the full weight matrices; count only lora_A and lora_B")
-    expect_equal("adapter_floats", adapter_floats, floats, "(r = 8 on linear1, linear2 and linear3)")
+    if adapter_floats == sum(r * (n_in + n_out) for n_in, n_out in DIGITSNET_LAYERS.values()):
+        raise Incorrect("`adapter_floats` counts linear3 too; this adapter is on linear1 and linear2 only")
+    expect_equal("adapter_floats", adapter_floats, floats, "(r = 8 on linear1 and linear2)")
     if adapter_bytes == floats:
         raise Incorrect("`adapter_bytes` equals the number of floats; each float32 takes 4 bytes")
     expect_equal("adapter_bytes", adapter_bytes, 4 * floats, "(float32)")
@@ -29,13 +37,11 @@ q1 = Question(
     _check_adapter_size,
     hints=[
         "A layer with weight (out, in) gets lora_A of shape (r, in) and lora_B of shape (out, r).",
-        "Per layer that is r * (in + out) numbers; add the three layers of DigitsNet "
-        "(784 -> 256 -> 128 -> 10), then multiply by 4 bytes per float32.",
+        "Per layer that is r * (in + out) numbers; add linear1 (784 -> 256) and linear2 (256 -> 128), "
+        "then multiply by 4 bytes per float32.",
     ],
     solution=(
-        "r = 8\n"
-        "adapter_floats = r * (784 + 256) + r * (256 + 128) + r * (128 + 10)\n"
-        "adapter_bytes = 4 * adapter_floats"
+        "r = 8\nadapter_floats = r * (784 + 256) + r * (256 + 128)\nadapter_bytes = 4 * adapter_floats"
     ),
 )
 
