@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from lora_teach.adapters import add_lora, mark_only_lora_as_trainable, merge_lora
+from lora_teach.cli import positive_int
 from lora_teach.data import Batches, load_mnist, torchvision_loader
 from lora_teach.models import DigitsNet
 from lora_teach.outputs import OutputError, check_output_file, error_line
@@ -794,17 +795,6 @@ def plot_memory(results: dict, path: Path | str, device: str = "cpu") -> Path:
 # ---------------------------------------------------------------- command line
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -823,21 +813,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--markdown", action="store_true", help="print the headline figures as a Markdown table"
     )
     parser.add_argument(
-        "--steps", type=_positive_int, help="steps per side at batch size 10 (quick default: 600)"
+        "--steps", type=positive_int, help="steps per side at batch size 10 (quick default: 600)"
     )
-    parser.add_argument(
-        "--epoch-steps", type=_positive_int, help="cap the batch-128 epoch at this many steps"
-    )
-    parser.add_argument("--repeats", type=_positive_int, help="training repeats per side (quick 2, full 3)")
+    parser.add_argument("--epoch-steps", type=positive_int, help="cap the batch-128 epoch at this many steps")
+    parser.add_argument("--repeats", type=positive_int, help="training repeats per side (quick 2, full 3)")
     parser.add_argument("--threads", type=_int_list, help="thread counts to try at batch size 10, e.g. 1,2")
     parser.add_argument(
         "--widths", type=_int_list, help="MLP widths for LoRA vs full (default 256,1024,4096)"
     )
     parser.add_argument(
-        "--latency-width", type=_positive_int, default=4096, help="width of the wide MLP (default 4096)"
+        "--latency-width", type=positive_int, default=4096, help="width of the wide MLP (default 4096)"
     )
-    parser.add_argument("--rounds", type=_positive_int, help="interleaved latency rounds (quick 15, full 41)")
-    parser.add_argument("--memory-steps", type=_positive_int, default=5, help="timed steps per memory child")
+    parser.add_argument("--rounds", type=positive_int, help="interleaved latency rounds (quick 15, full 41)")
+    parser.add_argument("--memory-steps", type=positive_int, default=5, help="timed steps per memory child")
     parser.add_argument("--notebooks", default="notebooks", help="folder of notebooks for course_seconds")
     parser.add_argument("--only", help=f"comma-separated figures to measure, among {', '.join(FIGURES)}")
     parser.add_argument("--plot", help="also save the LoRA-vs-full memory plot to this PNG path")

@@ -5,28 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, call_student
-
-
-def _as_number(name: str, value: object) -> float:
-    """A python, numpy or 0-d tensor number as a float; anything else is Incorrect."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise Incorrect(f"`{name}` should be one number, got a tensor of shape {tuple(value.shape)}")
-        value = value.item()
-    if isinstance(value, (bool, str)):
-        raise Incorrect(f"`{name}` should be a number, got {value!r}")
-    try:
-        return float(value)  # int, float, numpy scalars
-    except (TypeError, ValueError) as error:
-        raise Incorrect(f"`{name}` should be a number, got {type(value).__name__}") from error
-
+from lora_teach.exercises import Incorrect, Question, as_number, call_student
 
 # q0: the worked example the notebook uses to show check / hint / solution (not an exercise).
 
 
 def _check_q0(number_of_classes) -> str:
-    got = _as_number("number_of_classes", number_of_classes)
+    got = as_number("number_of_classes", number_of_classes)
     if got != int(got):
         raise Incorrect("`number_of_classes` counts labels, so it is a whole number")
     if got == 9:
@@ -47,7 +32,7 @@ q0 = Question(
 
 
 def _check_q1(pixels_per_image) -> str:
-    got = _as_number("pixels_per_image", pixels_per_image)
+    got = as_number("pixels_per_image", pixels_per_image)
     if got == 28 + 28:
         raise Incorrect("`pixels_per_image` adds the two sides; a grid holds rows times columns numbers")
     if got == 28:
@@ -82,7 +67,7 @@ _Q2_IMAGES = [
 def _check_q2(ink_fraction) -> str:
     for image in _Q2_IMAGES:
         shown = f"a {image.shape[0]} x {image.shape[1]} image"
-        got = _as_number(
+        got = as_number(
             f"ink_fraction({shown})", call_student(ink_fraction, image.clone(), name="ink_fraction")
         )
         inked = int((image > 0).sum())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_close, expect_equal
 from lora_teach.models import DigitsNet
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -62,17 +62,8 @@ q1 = Question(
 
 def _as_whole_number(name: str, value: object) -> int:
     """A python, numpy or 0-d tensor number with no fractional part, as an int."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise Incorrect(f"`{name}` should be one number, got a tensor of shape {tuple(value.shape)}")
-        value = value.item()
-    if isinstance(value, (bool, str)):
-        raise Incorrect(f"`{name}` should be a whole number, got {value!r}")
-    try:
-        number = float(value)  # int, float, numpy scalars
-    except (TypeError, ValueError) as error:
-        raise Incorrect(f"`{name}` should be a whole number, got {type(value).__name__}") from error
-    if not number.is_integer():
+    number = as_number(name, value)
+    if not float(number).is_integer():
         raise Incorrect(f"`{name}` should be a whole number (a count of parameters), got {value!r}")
     return int(number)
 
