@@ -18,10 +18,13 @@ COMMANDS = {  # name -> (module, one-line help)
         "train DigitsNet, fine-tune it with LoRA on the weak digits, print before/after",
     ),
     "bench": ("lora_teach.bench", "measure speed and memory side by side, print a table (or --json)"),
-    "doctor": ("lora_teach.doctor", "check versions, the device and the data, each with OK or a fix"),
-    "student-edition": ("lora_teach.editions", "write the notebooks with the solutions taken out"),
-    "instructor-guide": ("lora_teach.editions", "write the instructor guide (goals, run times, answers)"),
-    "build-site": ("lora_teach.site", "write the course as a static HTML site"),
+    "doctor": ("lora_teach.course.doctor", "check versions, the device and the data, each with OK or a fix"),
+    "student-edition": ("lora_teach.course.editions", "write the notebooks with the solutions taken out"),
+    "instructor-guide": (
+        "lora_teach.course.editions",
+        "write the instructor guide (goals, run times, answers)",
+    ),
+    "build-site": ("lora_teach.course.site", "write the course as a static HTML site"),
     "grade": ("lora_teach.course.grade", "run each student's notebooks, write grades.csv and feedback"),
     # notebook 09: the tiny transformer (both in lora_teach.gpt_cli)
     "pretrain-gpt": ("lora_teach.gpt_cli", "pretrain the TinyGPT on prose and write its checkpoint"),

@@ -43,17 +43,17 @@ class DataError(RuntimeError):
     """A missing or corrupt MNIST file, with what to do about it."""
 
 
-def data_root() -> Path:
-    """The folder that holds ``MNIST/raw``: $LORA_TEACH_DATA, else the nearest
-    ``data/`` above the working directory, else the one beside the package source,
-    else ``./data`` (where torchvision's download would put it).
+def data_root(marker: str = "MNIST/raw") -> Path:
+    """The ``data/`` folder that holds ``marker`` (a sub-path such as "MNIST/raw" or "text"):
+    $LORA_TEACH_DATA, else the nearest ``data/`` above the working directory that has it, else the
+    one beside the package source (an editable install), else ``./data`` (where a download would go).
     """
     if os.environ.get("LORA_TEACH_DATA"):
         return Path(os.environ["LORA_TEACH_DATA"]).expanduser().resolve()
     here = Path.cwd().resolve()
     package_repo = Path(__file__).resolve().parent.parent
     for folder in [here, *here.parents, package_repo]:
-        if (folder / "data" / "MNIST" / "raw").is_dir():
+        if (folder / "data" / marker).exists():
             return folder / "data"
     return here / "data"
 

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lora_teach.data import data_root
+
 CORPORA = ("prose", "code")
 SPLITS = ("train", "val")
 VAL_FRACTION = 0.10  # the last 10 % of each corpus is held out
@@ -39,10 +41,8 @@ REGENERATE = {
 
 
 def gpt_data_dir() -> Path:
-    """The ``data/`` folder holding ``text/`` and the checkpoint: $LORA_TEACH_DATA, else beside the package."""
-    if os.environ.get("LORA_TEACH_DATA"):
-        return Path(os.environ["LORA_TEACH_DATA"]).expanduser().resolve()
-    return Path(__file__).resolve().parent.parent / "data"
+    """The ``data/`` folder holding ``text/`` and the checkpoint (found as ``data.data_root`` finds MNIST)."""
+    return data_root("text")
 
 
 def sha256_of(path: Path) -> str:

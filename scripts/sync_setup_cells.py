@@ -1,4 +1,4 @@
-"""Rewrite the first code cell of each notebook to ``lora_teach.colab.setup_cell_source()`` and its tags.
+"""Rewrite the first code cell of each notebook to ``lora_teach.course.colab.setup_cell_source()`` and its tags.
 
 Only that cell's ``source`` and ``metadata.tags`` change (the ``nbval-*`` tags become the setup cell's;
 other tags stay); every other byte of the file is kept. Run from the course folder:
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's lora_teach
 
-from lora_teach import colab  # noqa: E402
+from lora_teach.course import colab  # noqa: E402
 
 
 def _lines(text: str) -> list[str]:

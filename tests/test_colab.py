@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lora_teach import colab
+from lora_teach.course import colab
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -32,7 +32,7 @@ def test_first_cell_has_the_badge_for_this_very_notebook(path):
     first = _cells(path)[0]
     assert first.cell_type == "markdown", f"{path.name}: the first cell must be markdown (title and badge)"
     assert colab.badge_markdown(path.name) in first.source, (
-        f"{path.name}: the first cell must hold lora_teach.colab.badge_markdown({path.name!r})"
+        f"{path.name}: the first cell must hold lora_teach.course.colab.badge_markdown({path.name!r})"
     )
     links = BADGE_LINK.findall(first.source)
     assert len(links) == 1 and links[0].endswith(f"/notebooks/{path.name}"), links
@@ -43,7 +43,7 @@ def test_first_code_cell_is_exactly_the_setup_cell_with_its_tags(path):
     first_code = next(cell for cell in _cells(path) if cell.cell_type == "code")
     fix = "run python scripts/sync_setup_cells.py"
     assert first_code.source == colab.setup_cell_source(), (
-        f"{path.name}: the first code cell must be exactly lora_teach.colab.setup_cell_source(); {fix}"
+        f"{path.name}: the first code cell must be exactly lora_teach.course.colab.setup_cell_source(); {fix}"
     )
     tags = first_code.metadata.get("tags", [])
     assert set(colab.setup_cell_tags()) <= set(tags), (
@@ -61,7 +61,7 @@ def test_every_notebook_names_the_same_repository_and_ref():
         colab.REPO_URL,
     }
     assert addresses <= expected, (
-        f"other repository addresses than lora_teach.colab's: {addresses - expected}"
+        f"other repository addresses than lora_teach.course.colab's: {addresses - expected}"
     )
 
 

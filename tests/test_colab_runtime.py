@@ -18,7 +18,7 @@ import pytest
 import torch
 from packaging.requirements import Requirement
 
-from lora_teach import colab
+from lora_teach.course import colab
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "03_digitsnet_baseline.ipynb"

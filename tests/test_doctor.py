@@ -9,7 +9,8 @@ import types
 import pytest
 import torch
 
-from lora_teach import cli, doctor
+from lora_teach import cli
+from lora_teach.course import doctor
 from lora_teach.data import FILES, data_root
 
 

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from lora_teach import cli
-from lora_teach.editions import (
+from lora_teach.course.editions import (
     BEGIN,
     END,
     RUN_TIME_PREFIX,
@@ -235,12 +235,12 @@ def test_guide_lists_goals_run_time_and_answers_of_every_notebook():
 
 
 def test_every_notebook_whose_student_edition_has_blanks_imports_the_blank(student_dir):
-    """A top-level blank becomes `name = ____`, which needs `from lora_teach.exercises import ____`."""
+    """A top-level blank becomes `name = ____`, which needs `from lora_teach.course.exercises import ____`."""
     for path in NOTEBOOKS:
         student = nbformat.read(student_dir / path.name, 4)
         code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
         if re.search(r"=\s*____\s*$", code, flags=re.MULTILINE):
-            assert re.search(r"from lora_teach\.exercises import [^\n]*\b____\b", code), (
+            assert re.search(r"from lora_teach\.course\.exercises import [^\n]*\b____\b", code), (
                 f"{path.name}: its student edition assigns ____ but never imports it"
             )
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lora_teach.exercises import (
+from lora_teach.course.exercises import (
     CheckResult,
     Incorrect,
     NotAttempted,

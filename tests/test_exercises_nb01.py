@@ -4,7 +4,7 @@ placeholders report "Not attempted yet"."""
 import pytest
 import torch
 
-from lora_teach.exercises import ____, nb01
+from lora_teach.course.exercises import ____, nb01
 from tests.conftest import check_output as check
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lora_teach.exercises import ____, nb02
+from lora_teach.course.exercises import ____, nb02
 from tests.conftest import check_output as check
 
 

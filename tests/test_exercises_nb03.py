@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lora_teach.exercises import ____, nb03
+from lora_teach.course.exercises import ____, nb03
 
 
 def _first_line(capsys) -> str:

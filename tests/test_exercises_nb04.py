@@ -2,7 +2,7 @@
 
 import torch
 
-from lora_teach.exercises import ____, nb04
+from lora_teach.course.exercises import ____, nb04
 
 
 def lora_param_count(in_features, out_features, r):

@@ -2,7 +2,7 @@
 
 import torch
 
-from lora_teach.exercises import ____, nb05
+from lora_teach.course.exercises import ____, nb05
 
 
 def lora_linear_forward(x, base_layer, lora_A, lora_B, scaling):

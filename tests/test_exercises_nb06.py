@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lora_teach.exercises import ____, nb06
+from lora_teach.course.exercises import ____, nb06
 
 
 def _out(capsys) -> str:

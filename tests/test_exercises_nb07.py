@@ -3,7 +3,7 @@ placeholders report "Not attempted yet"."""
 
 import torch
 
-from lora_teach.exercises import ____, nb07
+from lora_teach.course.exercises import ____, nb07
 from tests.conftest import check_output as check
 
 FLOATS_R8 = 8 * (784 + 256) + 8 * (256 + 128)  # linear1 and linear2 only

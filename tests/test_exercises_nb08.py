@@ -3,7 +3,7 @@ placeholders report "Not attempted yet"."""
 
 import torch
 
-from lora_teach.exercises import ____, nb08
+from lora_teach.course.exercises import ____, nb08
 from tests.conftest import check_output as check
 
 

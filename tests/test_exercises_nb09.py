@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lora_teach.adapters import add_lora, mark_only_lora_as_trainable
-from lora_teach.exercises import ____, nb09
+from lora_teach.course.exercises import ____, nb09
 from lora_teach.gpt import ALL_LINEAR, TinyGPT
 
 

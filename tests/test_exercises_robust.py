@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-import lora_teach.exercises as exercises
-from lora_teach.exercises import Question, ____, set_check_listener
+import lora_teach.course.exercises as exercises
+from lora_teach.course.exercises import Question, ____, set_check_listener
 
 MODULES = [
-    importlib.import_module(f"lora_teach.exercises.{m.name}")
+    importlib.import_module(f"lora_teach.course.exercises.{m.name}")
     for m in pkgutil.iter_modules(exercises.__path__)
     if m.name.startswith("nb")
 ]
@@ -179,7 +179,7 @@ def test_a_wrong_number_is_told_its_direction_never_the_right_value(module, attr
 
 
 def test_a_wrong_number_off_by_a_power_of_ten_is_told_to_check_units(capsys):
-    from lora_teach.exercises import nb05
+    from lora_teach.course.exercises import nb05
 
     nb05.q2.check(3940)
     assert "off by a factor of about 10^1: check your units" in capsys.readouterr().out
@@ -188,7 +188,7 @@ def test_a_wrong_number_off_by_a_power_of_ten_is_told_to_check_units(capsys):
 
 
 def test_the_listener_hears_each_outcome_and_the_question_keeps_the_last(capsys):
-    from lora_teach.exercises import nb01
+    from lora_teach.course.exercises import nb01
 
     heard = []
     set_check_listener(lambda *outcome: heard.append(outcome))
@@ -210,7 +210,7 @@ def test_the_listener_hears_each_outcome_and_the_question_keeps_the_last(capsys)
 
 
 def test_a_failing_listener_does_not_break_the_check(capsys):
-    from lora_teach.exercises import nb01
+    from lora_teach.course.exercises import nb01
 
     set_check_listener(_raises)
     try:
@@ -227,7 +227,7 @@ def test_set_check_listener_refuses_a_non_function():
 
 
 def test_a_check_leaves_the_random_state_as_it_was(capsys):
-    from lora_teach.exercises import nb03, nb08
+    from lora_teach.course.exercises import nb03, nb08
 
     torch.manual_seed(123)
     before = torch.random.get_rng_state()

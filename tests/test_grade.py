@@ -11,9 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lora_teach import cli, colab
-from lora_teach.course import grade
-from lora_teach.editions import student_notebook
+from lora_teach import cli
+from lora_teach.course import colab, grade
+from lora_teach.course.editions import student_notebook
 
 NAME = "00_welcome_and_setup.ipynb"  # named as a course notebook, but small: two nb00 questions
 Q1 = """\
@@ -34,7 +34,7 @@ nb00.q2.check(ink_fraction)"""
 def _notebook(*sources: str) -> nbformat.NotebookNode:
     cells = [nbformat.v4.new_markdown_cell("# 00 · A tiny exercise notebook")]
     cells.append(nbformat.v4.new_code_cell(colab.setup_cell_source()))
-    cells.append(nbformat.v4.new_code_cell("from lora_teach.exercises import ____, nb00"))
+    cells.append(nbformat.v4.new_code_cell("from lora_teach.course.exercises import ____, nb00"))
     cells += [nbformat.v4.new_code_cell(source) for source in sources]
     notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -101,7 +101,7 @@ def test_every_notebook_has_exercises():
 @pytest.mark.parametrize(("path", "cells", "index", "module", "question", "args"), EXERCISES)
 def test_no_number_shown_earlier_passes_the_check(path, cells, index, module, question, args):
     arity = len([a for a in args.split(",") if a.strip()])
-    q = getattr(importlib.import_module(f"lora_teach.exercises.{module}"), question)
+    q = getattr(importlib.import_module(f"lora_teach.course.exercises.{module}"), question)
     shown, _ = _before(cells, index)
     numbers = [n for n in _numbers(shown) if n not in COMMON_INTEGERS]
     if arity == 1:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from lora_teach import cli
-from lora_teach.editions import _title_and_goals
-from lora_teach.site import SITE_TITLE, build_site
+from lora_teach.course.editions import _title_and_goals
+from lora_teach.course.site import SITE_TITLE, build_site
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
 REPO = Path(__file__).resolve().parent.parent

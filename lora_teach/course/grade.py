@@ -17,6 +17,8 @@ from pathlib import Path
 
 import nbformat
 
+from lora_teach.course.editions import find_notebooks
+
 # Every status a row can have; the first three come from Question.check itself.
 STATUSES = ("correct", "incorrect", "not_attempted", "not_run", "error", "timeout", "missing")
 COLUMNS = ["student", "notebook", "question", "title", "status", "feedback"]
@@ -27,7 +29,7 @@ CHECK_CALL = re.compile(r"\b(nb\d\d)\.(q\d+)\.check\s*\(")
 # one JSON line per check to a file outside the notebook's folder. Nothing printed is ever parsed.
 LISTENER_CELL = """\
 import json as _grade_json
-import lora_teach.exercises as _grade_exercises
+import lora_teach.course.exercises as _grade_exercises
 
 
 def _grade_listener(notebook, question, status, message, _path={path!r}):
@@ -108,7 +110,7 @@ def course_questions(notebook_path: Path) -> list[Question]:
 
 def _title(module: str, attribute: str) -> str:
     try:
-        question = getattr(importlib.import_module(f"lora_teach.exercises.{module}"), attribute)
+        question = getattr(importlib.import_module(f"lora_teach.course.exercises.{module}"), attribute)
     except (ImportError, AttributeError):
         return f"{module}.{attribute}"
     return str(getattr(question, "name", f"{module}.{attribute}"))
@@ -275,7 +277,7 @@ def find_submissions(submissions: Path, course: list[str]) -> dict[str, dict[str
 
 def grade_class(
     submissions: Path | str,
-    notebooks: Path | str,
+    notebooks: Path | str | None,
     timeout: float = DEFAULT_TIMEOUT,
     progress: bool = True,
 ) -> list[GradeRow]:
@@ -284,7 +286,10 @@ def grade_class(
 
     if timeout <= 0:
         raise GradeError(f"--timeout must be a positive number of seconds, got {timeout:g}")
-    notebooks = Path(notebooks)
+    try:
+        notebooks = Path(notebooks) if notebooks is not None else find_notebooks()
+    except FileNotFoundError as error:
+        raise GradeError(str(error)) from error
     course_paths = sorted(notebooks.glob("*.ipynb")) if notebooks.is_dir() else []
     if not course_paths:
         raise GradeError(f"--notebooks {notebooks} holds no notebooks; pass the course's notebooks folder")
@@ -344,8 +349,6 @@ def student_summary(student: str, rows: list[GradeRow]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``grade SUBMISSIONS --out grades.csv [--timeout S] [--notebooks FOLDER] [--feedback FOLDER] [--force]``."""
-    from lora_teach.editions import NOTEBOOKS
-
     parser.add_argument("submissions", type=Path, help="a folder with one folder of notebooks per student")
     parser.add_argument("--out", type=Path, required=True, help="the CSV to write (for example grades.csv)")
     parser.add_argument(
@@ -357,8 +360,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--notebooks",
         type=Path,
-        default=NOTEBOOKS,
-        help=f"the instructor's notebooks folder, which names the notebooks and their questions (default: {NOTEBOOKS})",
+        default=None,
+        help="the instructor's notebooks folder, which names the notebooks and their questions "
+        "(default: the nearest notebooks/ here or above)",
     )
     parser.add_argument(
         "--feedback",

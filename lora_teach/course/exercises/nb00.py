@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, as_number, call_student
+from lora_teach.course.exercises import Incorrect, Question, as_number, call_student
 
 # q0: the worked example the notebook uses to show check / hint / solution (not an exercise).
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, as_number, call_student
+from lora_teach.course.exercises import Incorrect, Question, as_number, call_student
 
 D, LAYERS, HIDDEN = 128, 4, 512  # TinyGPT: d_model, blocks, MLP width
 QV_R8 = LAYERS * 2 * 8 * (D + D)  # q_proj and v_proj, r = 8

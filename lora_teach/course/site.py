@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-from lora_teach.editions import NOTEBOOKS, _title_and_goals, course_notebooks
+from lora_teach.course.editions import _title_and_goals, course_notebooks
 from lora_teach.outputs import OutputError, atomic_folder, check_output_dir, error_line
 
 SITE_TITLE = "LoRA from first principles"
@@ -104,7 +104,7 @@ def _execute(notebook: nbformat.NotebookNode, folder: Path) -> nbformat.Notebook
     return notebook
 
 
-def build_site(out_dir: Path | str, notebooks: Path | str = NOTEBOOKS, execute: bool = False) -> list[Path]:
+def build_site(out_dir: Path | str, notebooks: Path | str | None = None, execute: bool = False) -> list[Path]:
     """Write ``index.html`` and one page per notebook into ``out_dir``; return the pages written.
 
     The pages are made in a temporary folder and moved into ``out_dir`` only when all are done;
@@ -173,8 +173,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--notebooks",
         type=Path,
-        default=NOTEBOOKS,
-        help=f"the course's notebooks folder (default: {NOTEBOOKS})",
+        default=None,
+        help="the course's notebooks folder (default: the nearest notebooks/ here or above)",
     )
     parser.add_argument(
         "--execute", action="store_true", help="run every notebook first instead of using its stored outputs"

@@ -6,7 +6,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_close, expect_equal
+from lora_teach.course.exercises import (
+    Incorrect,
+    Question,
+    as_number,
+    call_student,
+    expect_close,
+    expect_equal,
+)
 from lora_teach.models import DigitsNet
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

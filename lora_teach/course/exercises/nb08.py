@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lora_teach.adapters import add_lora, mark_only_lora_as_trainable
-from lora_teach.exercises import Incorrect, Question, as_number, call_student
+from lora_teach.course.exercises import Incorrect, Question, as_number, call_student
 
 
 def _check_lora_plus_groups(lora_plus_groups) -> str:

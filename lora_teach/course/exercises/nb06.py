@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_close
+from lora_teach.course.exercises import Incorrect, Question, as_number, call_student, expect_close
 from lora_teach.linalg import subspace_similarity
 from lora_teach.train import Evaluation
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.course.exercises import Incorrect, Question, call_student, expect_close, expect_equal
 from lora_teach.linalg import low_rank_approximation
 
 # q1: the rank of a small integer matrix

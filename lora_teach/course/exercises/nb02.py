@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.course.exercises import Incorrect, Question, call_student, expect_close, expect_equal
 
 # q1: the shapes of lora_A, lora_B and delta W for nn.Linear(784, 256) at r = 4
 

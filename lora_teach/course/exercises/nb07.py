@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_equal
+from lora_teach.course.exercises import Incorrect, Question, as_number, call_student, expect_equal
 
 DIGITSNET_LAYERS = {"linear1": (784, 256), "linear2": (256, 128), "linear3": (128, 10)}  # (in, out)
 

@@ -7,7 +7,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lora_teach.exercises import Incorrect, Question, as_number, call_student, expect_close, expect_equal
+from lora_teach.course.exercises import (
+    Incorrect,
+    Question,
+    as_number,
+    call_student,
+    expect_close,
+    expect_equal,
+)
 
 
 def _example(seed: int = 5) -> tuple[torch.Tensor, nn.Linear, torch.Tensor, torch.Tensor, float]:

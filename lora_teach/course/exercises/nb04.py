@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lora_teach.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.course.exercises import Incorrect, Question, call_student, expect_close, expect_equal
 
 # q1 --------------------------------------------------------------------------------
 
