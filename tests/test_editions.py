@@ -16,6 +16,8 @@ from lora_teach.course.editions import (
     END,
     RUN_TIME_PREFIX,
     SolutionBlockError,
+    course_notebooks,
+    find_notebooks,
     instructor_guide,
     strip_solutions,
     student_notebook,
@@ -337,3 +339,27 @@ def test_the_guide_refuses_a_notebook_path(tmp_path, capsys):
     assert cli.main(["instructor-guide", str(target), "--notebooks", str(source)]) == 2
     assert "is a notebook" in capsys.readouterr().err
     assert target.read_bytes() == before
+
+
+# ---------------------------------------------------------------- finding the notebooks (issue 15, item 5)
+
+
+def test_the_notebooks_are_found_from_the_working_directory_or_a_folder_above(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(_notebook("x = 1"), tmp_path / "notebooks" / "01_a.ipynb")
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "deep" / "er")
+    assert find_notebooks() == tmp_path / "notebooks"
+    assert course_notebooks() == [tmp_path / "notebooks" / "01_a.ipynb"]
+
+
+def test_without_notebooks_nearby_the_commands_say_to_pass_notebooks(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        FileNotFoundError, match=r"no notebooks/ folder in .* or above it; .*--notebooks FOLDER"
+    ):
+        find_notebooks()
+    assert cli.main(["student-edition", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --notebooks: no notebooks/ folder") and "\n" not in err
+    assert not (tmp_path / "out").exists()

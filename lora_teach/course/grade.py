@@ -18,12 +18,12 @@ from pathlib import Path
 import nbformat
 
 from lora_teach.course.editions import find_notebooks
+from lora_teach.course.solutions import CHECK_CALL
 
 # Every status a row can have; the first three come from Question.check itself.
 STATUSES = ("correct", "incorrect", "not_attempted", "not_run", "error", "timeout", "missing")
 COLUMNS = ["student", "notebook", "question", "title", "status", "feedback"]
 DEFAULT_TIMEOUT = 900.0
-CHECK_CALL = re.compile(r"\b(nb\d\d)\.(q\d+)\.check\s*\(")
 
 # The cell the grader puts before a copy of the student's notebook: it registers a listener that appends
 # one JSON line per check to a file outside the notebook's folder. Nothing printed is ever parsed.

@@ -223,6 +223,9 @@ def _one_line(text: str, limit: int = 400) -> str:
 class Question:
     """One exercise: a checking function, graded hints and a reference solution.
 
+    The solution is the notebook's ``# BEGIN SOLUTION`` block, copied into ``solutions.json`` by
+    ``scripts/sync_solutions.py``; pass ``solution`` only for a question no notebook solves (a worked example).
+
     ``checker(*answers)`` raises Incorrect (or NotAttempted) with a message, and
     may return a short message to print after "Correct". ``last_outcome`` keeps
     what the latest ``check`` concluded (an ``Outcome``, or None before any).
@@ -233,7 +236,7 @@ class Question:
         name: str,
         checker: Callable[..., str | None],
         hints: Sequence[str],
-        solution: str,
+        solution: str | None = None,
     ) -> None:
         self.name, self._checker, self._hints, self._solution = name, checker, list(hints), solution
         self.last_outcome: Outcome | None = None
@@ -294,12 +297,20 @@ class Question:
 
     def solution(self) -> None:
         """Print a reference solution."""
-        print(f"Solution ({self.name}):\n{self._solution}")
+        print(f"Solution ({self.name}):\n{self.answer}")
 
     @property
     def answer(self) -> str:
-        """The reference solution as text (for the instructor guide)."""
-        return self._solution
+        """The reference solution as text: the notebook's solution block (or the one given here)."""
+        if self._solution is not None:
+            return self._solution
+        from lora_teach.course.solutions import recorded_solutions
+
+        key = ".".join(self._address())
+        recorded = recorded_solutions()
+        if key not in recorded:
+            return f"(no reference solution is recorded for {key}; run scripts/sync_solutions.py)"
+        return recorded[key]
 
     def __repr__(self) -> str:
         return f"<exercise {self.name}: .check(...), .hint(), .solution()>"

@@ -51,7 +51,6 @@ q1 = Question(
         "An image is a grid of 28 rows, each with 28 pixels.",
         "pixels_per_image = 28 * 28",
     ],
-    solution="pixels_per_image = 28 * 28",
 )
 
 # q2: a function. The fraction of an image's pixels that carry ink.
@@ -95,7 +94,6 @@ q2 = Question(
         "`image > 0` is a tensor of True/False, one per pixel. What fraction of it is True?",
         "return (image > 0).float().mean().item()",
     ],
-    solution="def ink_fraction(image):\n    return (image > 0).float().mean().item()",
 )
 
 __all__ = ["q0", "q1", "q2"]

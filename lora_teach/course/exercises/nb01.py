@@ -39,7 +39,6 @@ q1 = Question(
         "Look for rows that are sums or multiples of other rows.",
         "torch.linalg.matrix_rank(M) counts the independent rows; `.item()` turns it into an int.",
     ],
-    solution="rank_of_M = torch.linalg.matrix_rank(M).item()",
 )
 
 # q2: counting parameters of a full update and of a rank-r factorization
@@ -63,7 +62,6 @@ q2 = Question(
         "The full matrix has d * k entries. The factors are B with shape (d, r) and A with shape (r, k).",
         "full_params = 512 * 768 and lora_params = 512 * 8 + 8 * 768.",
     ],
-    solution="full_params = 512 * 768\nlora_params = 512 * 8 + 8 * 768  # r * (d + k)",
 )
 
 # q3: the error of the best rank-r approximation from the singular values alone
@@ -150,7 +148,6 @@ q3 = Question(
         "Which singular values are thrown away when you keep the r largest? S is sorted largest first.",
         "Square the discarded values S[r:], add them up, and take the square root.",
     ],
-    solution=("def error_from_singular_values(S, r):\n    return torch.sqrt((S[r:] ** 2).sum()).item()"),
 )
 
 # q4: the best rank-r approximation from the SVD
@@ -182,11 +179,6 @@ q4 = Question(
         "Keep the first r columns of U, the first r values of S and the first r rows of Vh: "
         "(U[:, :r] * S[:r]) @ Vh[:r].",
     ],
-    solution=(
-        "def best_rank_r(M, r):\n"
-        "    U, S, Vh = torch.linalg.svd(M, full_matrices=False)\n"
-        "    return (U[:, :r] * S[:r]) @ Vh[:r]"
-    ),
 )
 
 __all__ = ["Q1_MATRIX", "q1", "q2", "q3", "q4"]

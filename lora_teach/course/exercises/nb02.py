@@ -43,7 +43,6 @@ q1 = Question(
         "nn.Linear(784, 256).weight has shape (out_features, in_features). delta W must have the same shape.",
         "delta W = lora_B @ lora_A with lora_B (out, r) and lora_A (r, in).",
     ],
-    solution="lora_A_shape = (4, 784)\nlora_B_shape = (256, 4)\ndelta_W_shape = (256, 784)",
 )
 
 # q2: the LoRA forward without forming delta W
@@ -81,10 +80,6 @@ q2 = Question(
         "x is (batch, in). nn.Linear computes x @ W0.T. The LoRA path goes through A first (to r numbers), then B.",
         "return x @ W0.T + scaling * (x @ lora_A.T) @ lora_B.T",
     ],
-    solution=(
-        "def lora_forward(x, W0, lora_A, lora_B, scaling):\n"
-        "    return x @ W0.T + scaling * (x @ lora_A.T) @ lora_B.T"
-    ),
 )
 
 # q3: unmerging an adapter: recover W0 from a merged weight
@@ -139,7 +134,6 @@ q3 = Question(
         "Merging computed W = W0 + scaling * (lora_B @ lora_A). Solve that for W0.",
         "return W - scaling * lora_B @ lora_A",
     ],
-    solution="def unmerge(W, lora_A, lora_B, scaling):\n    return W - scaling * lora_B @ lora_A",
 )
 
 # q4: the size of an adapter checkpoint for a transformer
@@ -209,10 +203,6 @@ q4 = Question(
         "Multiply by the matrices per layer and the layers.",
         "return num_layers * matrices_per_layer * 2 * d_model * r * bytes_per_param",
     ],
-    solution=(
-        "def checkpoint_bytes(num_layers, d_model, r, matrices_per_layer, bytes_per_param):\n"
-        "    return num_layers * matrices_per_layer * 2 * d_model * r * bytes_per_param"
-    ),
 )
 
 __all__ = ["q1", "q2", "q3", "q4"]

@@ -60,7 +60,6 @@ q1 = Question(
         "Each entry of `y_train` is a digit 0-9; count how often each value occurs.",
         "`torch.bincount(y_train, minlength=10)` counts every value from 0 to 9 in one call.",
     ],
-    solution="train_counts = torch.bincount(y_train, minlength=10)",
 )
 
 
@@ -105,7 +104,6 @@ q2 = Question(
         "A Linear layer from n inputs to m outputs has an (m, n) weight matrix and m biases.",
         "Add up 784 * 256 + 256, then 256 * 128 + 128, then 128 * 10 + 10.",
     ],
-    solution="num_parameters = (784 * 256 + 256) + (256 * 128 + 128) + (128 * 10 + 10)",
 )
 
 
@@ -156,11 +154,6 @@ q3 = Question(
         "rates = torch.tensor(wrong_counts) / torch.tensor(digit_totals); take the k largest with "
         "torch.argsort(rates, descending=True)[:k], then sort the digits.",
     ],
-    solution=(
-        "def weakest_digits(wrong_counts, digit_totals, k=5):\n"
-        "    rates = torch.tensor(wrong_counts, dtype=torch.float64) / torch.tensor(digit_totals)\n"
-        "    return sorted(torch.argsort(rates, descending=True)[:k].tolist())"
-    ),
 )
 
 
@@ -204,12 +197,6 @@ q4 = Question(
         "Write linear3(linear2(linear1(x))) out: W3 (W2 (W1 x + b1) + b2) + b3, and multiply the brackets out.",
         "W = W3 @ W2 @ W1 has shape (10, 784); b = W3 @ (W2 @ b1 + b2) + b3.",
     ],
-    solution=(
-        "def collapse(model):\n"
-        "    W1, W2, W3 = model.linear1.weight, model.linear2.weight, model.linear3.weight\n"
-        "    b1, b2, b3 = model.linear1.bias, model.linear2.bias, model.linear3.bias\n"
-        "    return W3 @ W2 @ W1, W3 @ (W2 @ b1 + b2) + b3"
-    ),
 )
 
 __all__ = ["collapse_reference", "q1", "q2", "q3", "q4"]

@@ -33,10 +33,6 @@ q1 = Question(
         "Write down the shapes of lora_A and lora_B for a layer with weight (out, in).",
         "lora_A has r * in_features entries and lora_B has out_features * r entries; add them.",
     ],
-    solution=(
-        "def lora_param_count(in_features, out_features, r):\n"
-        "    return r * in_features + out_features * r  # = r * (in + out)"
-    ),
 )
 
 # q2 --------------------------------------------------------------------------------
@@ -69,9 +65,6 @@ q2 = Question(
         "lora_B is (out, r) and lora_A is (r, in): which order of the product gives (out, in)?",
         "The new weight is the old one plus the scaled low-rank update: W + scaling * (B @ A).",
     ],
-    solution=(
-        "def lora_weight(weight, lora_A, lora_B, scaling):\n    return weight + scaling * (lora_B @ lora_A)"
-    ),
 )
 
 # q3 --------------------------------------------------------------------------------
@@ -137,11 +130,6 @@ q3 = Question(
         "The last part of the name (name.rpartition('.')[2]) is 'lora_A' or 'lora_B' for the factors; "
         "call param.requires_grad_(...) with True for those and False for everything else.",
     ],
-    solution=(
-        "def freeze_all_but_lora(model):\n"
-        "    for name, param in model.named_parameters():\n"
-        "        param.requires_grad_(name.rpartition('.')[2] in ('lora_A', 'lora_B'))"
-    ),
 )
 
 __all__ = ["q1", "q2", "q3"]

@@ -62,10 +62,6 @@ q1 = Question(
         "x is (batch, in). lora_A is (r, in), so x @ lora_A.T is (batch, r). What takes (batch, r) to (batch, out)?",
         "base_layer(x) + scaling * (x @ lora_A.T @ lora_B.T).",
     ],
-    solution=(
-        "def lora_linear_forward(x, base_layer, lora_A, lora_B, scaling):\n"
-        "    return base_layer(x) + scaling * ((x @ lora_A.T) @ lora_B.T)"
-    ),
 )
 
 # q2 --------------------------------------------------------------------------------
@@ -90,7 +86,6 @@ q2 = Question(
         "The tutorial froze only `layer.weight`. What else does each nn.Linear hold?",
         "Each nn.Linear(in, out) has a bias of out_features entries; add them for 256, 128 and 10.",
     ],
-    solution="bias_parameters = 256 + 128 + 10  # = 394 = 3,518 - 3,124",
 )
 
 # q3 --------------------------------------------------------------------------------
@@ -124,10 +119,6 @@ q3 = Question(
         "x W^T + s (x A^T) B^T = x (W + s B A)^T: the merged weight is inside the brackets.",
         "Return base_layer.weight + scaling * (lora_B @ lora_A), without changing base_layer.",
     ],
-    solution=(
-        "def merged_weight(base_layer, lora_A, lora_B, scaling):\n"
-        "    return base_layer.weight + scaling * (lora_B @ lora_A)"
-    ),
 )
 
 __all__ = ["q1", "q2", "q3"]

@@ -71,13 +71,6 @@ q1 = Question(
         "others = [d for d in range(10) if d not in digits]; learned is 100 * (after - before) "
         "on `digits`, forgotten is 100 * (before - after) on `others`.",
     ],
-    solution=(
-        "def learning_and_forgetting(before, after, digits):\n"
-        "    others = [d for d in range(10) if d not in digits]\n"
-        "    learned = 100 * (after.accuracy_on(digits) - before.accuracy_on(digits))\n"
-        "    forgotten = 100 * (before.accuracy_on(others) - after.accuracy_on(others))\n"
-        "    return learned, forgotten"
-    ),
 )
 
 # q2: two numbers. The scaling of an r = 64 adapter with lora_alpha = 16 under both rules.
@@ -108,7 +101,6 @@ q2 = Question(
         "The paper multiplies B @ A by lora_alpha / r; rsLoRA by lora_alpha / sqrt(r).",
         "scaling_paper = 16 / 64 and scaling_rslora = 16 / math.sqrt(64)",
     ],
-    solution="scaling_paper = 16 / 64  # lora_alpha / r\nscaling_rslora = 16 / math.sqrt(64)  # lora_alpha / sqrt(r)",
 )
 
 # q3: a function. How many singular directions hold a given fraction of a matrix's energy.
@@ -183,11 +175,6 @@ q3 = Question(
         "largest first), divide by the total, and find where it first reaches `fraction`.",
         "share = torch.cumsum(S**2, 0) / (S**2).sum(); return int((share < fraction).sum()) + 1",
     ],
-    solution=(
-        "def directions_for_energy(S, fraction):\n"
-        "    share = torch.cumsum(S**2, dim=0) / (S**2).sum()\n"
-        "    return int((share < fraction).sum()) + 1"
-    ),
 )
 
 # q4: a function. The LoRA paper's subspace similarity phi(A1, A2, i, j).
@@ -224,10 +211,4 @@ q4 = Question(
         "torch.linalg.svd(A, full_matrices=False); take the top i of A1 and the top j of A2.",
         "U1 = svd(A1).Vh[:i].T; U2 = svd(A2).Vh[:j].T; return ||U1.T @ U2||_F ** 2 / min(i, j)",
     ],
-    solution=(
-        "def phi(A1, A2, i, j):\n"
-        "    U1 = torch.linalg.svd(A1, full_matrices=False).Vh[:i].T  # (in, i)\n"
-        "    U2 = torch.linalg.svd(A2, full_matrices=False).Vh[:j].T  # (in, j)\n"
-        "    return (torch.linalg.matrix_norm(U1.T @ U2) ** 2 / min(i, j)).item()"
-    ),
 )

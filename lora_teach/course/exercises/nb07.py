@@ -40,9 +40,6 @@ q1 = Question(
         "Per layer that is r * (in + out) numbers; add linear1 (784 -> 256) and linear2 (256 -> 128), "
         "then multiply by 4 bytes per float32.",
     ],
-    solution=(
-        "r = 8\nadapter_floats = r * (784 + 256) + r * (256 + 128)\nadapter_bytes = 4 * adapter_floats"
-    ),
 )
 
 
@@ -91,11 +88,6 @@ q2 = Question(
         "Loop over state.items(), keep the keys ending in '.lora_A', and map "
         "key.removesuffix('.lora_A') to value.shape[0].",
     ],
-    solution=(
-        "def adapter_ranks(state):\n"
-        "    return {key.removesuffix('.lora_A'): value.shape[0]\n"
-        "            for key, value in state.items() if key.endswith('.lora_A')}"
-    ),
 )
 
 
@@ -133,12 +125,6 @@ q3 = Question(
         "Put the weights on one side: B = torch.cat([w1 * B1, w2 * B2], dim=1), "
         "A = torch.cat([A1, A2], dim=0).",
     ],
-    solution=(
-        "def combine_factors(B1, A1, B2, A2, w1, w2):\n"
-        "    B = torch.cat([w1 * B1, w2 * B2], dim=1)  # (out, r1 + r2)\n"
-        "    A = torch.cat([A1, A2], dim=0)  # (r1 + r2, in)\n"
-        "    return B, A"
-    ),
 )
 
 __all__ = ["q1", "q2", "q3"]

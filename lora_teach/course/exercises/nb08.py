@@ -60,13 +60,6 @@ q1 = Question(
         "An optimizer takes a list of groups, e.g. [{'params': [...], 'lr': 1e-3}, {'params': [...], 'lr': 1.6e-2}].",
         "Split model.named_parameters() that require grad by whether the name ends in 'lora_B'.",
     ],
-    solution=(
-        "def lora_plus_groups(model, lr, ratio):\n"
-        "    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]\n"
-        "    a_params = [p for n, p in trainable if not n.endswith('lora_B')]\n"
-        "    b_params = [p for n, p in trainable if n.endswith('lora_B')]\n"
-        "    return [{'params': a_params, 'lr': lr}, {'params': b_params, 'lr': lr * ratio}]"
-    ),
 )
 
 
@@ -107,11 +100,6 @@ q2 = Question(
         "First form the direction V = weight + scaling * lora_B @ lora_A, shape (out, in).",
         "Divide V by V.norm(dim=1, keepdim=True) (one norm per output row) and multiply by magnitude[:, None].",
     ],
-    solution=(
-        "def dora_weight(weight, lora_A, lora_B, scaling, magnitude):\n"
-        "    direction = weight + scaling * lora_B @ lora_A  # (out, in)\n"
-        "    return magnitude[:, None] * direction / direction.norm(dim=1, keepdim=True)"
-    ),
 )
 
 
@@ -160,14 +148,6 @@ q3 = Question(
         "With root = (S[:r] / scaling).sqrt(): lora_B = U[:, :r] * root, lora_A = root[:, None] * Vh[:r], "
         "residual = weight - scaling * lora_B @ lora_A.",
     ],
-    solution=(
-        "def pissa_factors(weight, r, scaling):\n"
-        "    U, S, Vh = torch.linalg.svd(weight, full_matrices=False)\n"
-        "    root = (S[:r] / scaling).sqrt()\n"
-        "    lora_B = U[:, :r] * root  # (out, r)\n"
-        "    lora_A = root[:, None] * Vh[:r]  # (r, in)\n"
-        "    return lora_B, lora_A, weight - scaling * lora_B @ lora_A"
-    ),
 )
 
 __all__ = ["q1", "q2", "q3"]

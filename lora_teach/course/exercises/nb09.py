@@ -66,11 +66,6 @@ q1 = Question(
         "Loop over model.named_parameters(); the attention matrices are the ones whose name contains '.attn.'.",
         "Each block: 4 attention matrices of 128 x 128 and MLP matrices 128 x 512 and 512 x 128. Divide by 832,512.",
     ],
-    solution=(
-        "attention = sum(p.numel() for n, p in model.named_parameters() if '.attn.' in n)\n"
-        "attention_share = attention / sum(p.numel() for p in model.parameters())\n"
-        "attention_is_the_biggest_chunk = False  # the MLP holds about twice as much"
-    ),
 )
 
 # q2 --------------------------------------------------------------------------------
@@ -113,11 +108,6 @@ q2 = Question(
         "qv_r8 = 4 blocks * 2 matrices * 8 * (128 + 128); all linear adds o_proj, k_proj (128 x 128), "
         "up_proj (128 -> 512) and down_proj (512 -> 128), each at r = 2.",
     ],
-    solution=(
-        "qv_r8 = 4 * 2 * 8 * (128 + 128)\n"
-        "all_linear_r2 = 4 * 2 * (4 * (128 + 128) + 2 * (128 + 512))\n"
-        "# or count them: add_lora(copy.deepcopy(model), 8, target_modules=['q_proj', 'v_proj']), then count_parameters"
-    ),
 )
 
 # q3 --------------------------------------------------------------------------------
@@ -159,9 +149,6 @@ q3 = Question(
         "The temperature rescales the logits before the softmax.",
         "return torch.softmax(logits / temperature, dim=-1)",
     ],
-    solution=(
-        "def next_char_probs(logits, temperature):\n    return torch.softmax(logits / temperature, dim=-1)"
-    ),
 )
 
 __all__ = ["q2", "q1", "q3"]
