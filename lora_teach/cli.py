@@ -17,7 +17,7 @@ COMMANDS = {  # name -> (module, one-line help)
         "lora_teach.cli",
         "train DigitsNet, fine-tune it with LoRA on the weak digits, print before/after",
     ),
-    "bench": ("lora_teach.bench", "measure speed and memory side by side, print a table (or --json)"),
+    "bench": ("lora_teach.bench.command", "measure speed and memory side by side, print a table (or --json)"),
     "doctor": ("lora_teach.doctor", "check versions, the device and the data, each with OK or a fix"),
     "student-edition": ("lora_teach.editions", "write the notebooks with the solutions taken out"),
     "instructor-guide": ("lora_teach.editions", "write the instructor guide (goals, run times, answers)"),
