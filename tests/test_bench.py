@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lora_teach import bench
-from lora_teach.bench import command, latency, memory
+from lora_teach.bench import command, latency, memory, timing
 from lora_teach.cli import main
 
 TINY = {
@@ -68,7 +68,43 @@ def test_lora_vs_full_counts_match_the_formulas(results):
         assert row["trainable"] == expected
         assert row["grad_bytes"] == row["param_bytes"] == 4 * expected
         assert row["optimizer_state_bytes"] >= 2 * 4 * expected  # exp_avg and exp_avg_sq
+        assert row["step_ms"] > 0 and row["forward_ms"] > 0  # timed by Timer.timeit in the child
     assert r["growth_exponent"]["full"]["trainable"] is None  # one width: nothing to fit
+
+
+def test_the_timer_gives_a_positive_median_for_a_trivial_statement():
+    assert timing.median_seconds(lambda: None, threads=1, min_run_time=0.01) > 0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_timer_runs_the_statement_at_the_thread_count_it_is_given_then_restores_it(threads):
+    seen = set()
+    with bench.num_threads(3):
+        timing.median_seconds(lambda: seen.add(torch.get_num_threads()), threads=threads, min_run_time=0.01)
+        assert torch.get_num_threads() == 3
+    assert seen == {threads}
+
+
+def test_the_timer_without_a_thread_count_keeps_the_current_one_not_the_timers_default_of_one():
+    seen = set()
+    with bench.num_threads(2):
+        timing.median_seconds(lambda: seen.add(torch.get_num_threads()), min_run_time=0.01)
+    assert seen == {2}
+
+
+def test_seconds_once_calls_the_function_exactly_once():
+    calls = []
+    assert timing.seconds_once(lambda: calls.append(1), torch.device("cpu")) >= 0
+    assert calls == [1]
+
+
+def test_importing_the_timer_prints_nothing():
+    import subprocess
+    import sys
+
+    code = "from lora_teach.bench import timing; timing.make_timer(lambda: None).timeit(1)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stderr == ""
 
 
 def test_growth_exponent_recovers_the_power_of_the_width():
