@@ -1,10 +1,6 @@
-"""``lora-teach bench``: speed and memory measured side by side (see docs/performance.md).
-
-Figures, one module each: ``pipeline`` (data_pipeline_speedup_bs10), ``epoch``
-(epoch_seconds_bs128), ``latency`` (merged_ and unmerged_latency_ratio), ``memory``
-(lora_vs_full_step), ``course`` (course_seconds). ``timing`` holds the clocks, ``suite``
-runs them all, ``report`` prints them, ``command`` is the command line.
-"""
+"""``lora-teach bench`` (docs/performance.md). Figures: pipeline (data_pipeline_speedup_bs10), epoch
+(epoch_seconds_bs128), latency (merged/unmerged_latency_ratio), memory (lora_vs_full_step), course
+(course_seconds). timing: the clocks; suite: runs them all; report: prints; command: the CLI."""
 
 from lora_teach.bench.command import add_arguments, load_results, run
 from lora_teach.bench.course import bench_course

@@ -104,7 +104,7 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
-def _run_child(**kwargs) -> dict:
+def _run_child(**kwargs: object) -> dict:
     """``memory_child(**kwargs)`` in a fresh Python process; its result (a dict)."""
     completed = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(kwargs)], capture_output=True, text=True, check=False
