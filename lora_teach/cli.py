@@ -17,7 +17,7 @@ COMMANDS = {  # name -> (module, one-line help)
         "lora_teach.cli",
         "train DigitsNet, fine-tune it with LoRA on the weak digits, print before/after",
     ),
-    "bench": ("lora_teach.bench", "measure speed and memory side by side, print a table (or --json)"),
+    "bench": ("lora_teach.bench.command", "measure speed and memory side by side, print a table (or --json)"),
     "doctor": ("lora_teach.course.doctor", "check versions, the device and the data, each with OK or a fix"),
     "student-edition": ("lora_teach.course.editions", "write the notebooks with the solutions taken out"),
     "instructor-guide": (

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lora_teach import bench
+from lora_teach.bench import command, latency, memory, timing
 from lora_teach.cli import main
 
 TINY = {
@@ -67,14 +68,50 @@ def test_lora_vs_full_counts_match_the_formulas(results):
         assert row["trainable"] == expected
         assert row["grad_bytes"] == row["param_bytes"] == 4 * expected
         assert row["optimizer_state_bytes"] >= 2 * 4 * expected  # exp_avg and exp_avg_sq
+        assert row["step_ms"] > 0 and row["forward_ms"] > 0  # timed by Timer.timeit in the child
     assert r["growth_exponent"]["full"]["trainable"] is None  # one width: nothing to fit
+
+
+def test_the_timer_gives_a_positive_median_for_a_trivial_statement():
+    assert timing.median_seconds(lambda: None, threads=1, min_run_time=0.01) > 0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_timer_runs_the_statement_at_the_thread_count_it_is_given_then_restores_it(threads):
+    seen = set()
+    with bench.num_threads(3):
+        timing.median_seconds(lambda: seen.add(torch.get_num_threads()), threads=threads, min_run_time=0.01)
+        assert torch.get_num_threads() == 3
+    assert seen == {threads}
+
+
+def test_the_timer_without_a_thread_count_keeps_the_current_one_not_the_timers_default_of_one():
+    seen = set()
+    with bench.num_threads(2):
+        timing.median_seconds(lambda: seen.add(torch.get_num_threads()), min_run_time=0.01)
+    assert seen == {2}
+
+
+def test_seconds_once_calls_the_function_exactly_once():
+    calls = []
+    assert timing.seconds_once(lambda: calls.append(1), torch.device("cpu")) >= 0
+    assert calls == [1]
+
+
+def test_importing_the_timer_prints_nothing():
+    import subprocess
+    import sys
+
+    code = "from lora_teach.bench import timing; timing.make_timer(lambda: None).timeit(1)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stderr == ""
 
 
 def test_growth_exponent_recovers_the_power_of_the_width():
     widths = [256, 1024, 4096]
-    assert bench._slope(widths, [2 * 8 * w for w in widths]) == pytest.approx(1.0)
-    assert bench._slope(widths, [w * w for w in widths]) == pytest.approx(2.0)
-    assert bench._slope(widths, [0, 0, 0]) is None  # nothing positive to fit
+    assert memory._slope(widths, [2 * 8 * w for w in widths]) == pytest.approx(1.0)
+    assert memory._slope(widths, [w * w for w in widths]) == pytest.approx(2.0)
+    assert memory._slope(widths, [0, 0, 0]) is None  # nothing positive to fit
 
 
 def test_table_and_plot_are_written(results, tmp_path):
@@ -88,7 +125,7 @@ def test_table_and_plot_are_written(results, tmp_path):
 
 def test_wrapper_merged_model_computes_the_same_function():
     torch.manual_seed(0)
-    candidates = bench._latency_candidates(bench.wide_mlp(16))
+    candidates = latency._latency_candidates(bench.wide_mlp(16))
     x = torch.randn(4, 16)
     torch.testing.assert_close(candidates["merged"](x), candidates["wrapper"](x), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(candidates["parametrize"](x), candidates["wrapper"](x), atol=1e-5, rtol=1e-5)
@@ -122,10 +159,6 @@ def test_cli_rejects_bad_widths():
 
 
 def test_memory_child_reports_its_own_peak_not_its_parents():
-    import torch
-
-    from lora_teach.bench import _run_child
-
     config = {
         "width": 16,
         "mode": "forward",
@@ -135,9 +168,9 @@ def test_memory_child_reports_its_own_peak_not_its_parents():
         "threads": 1,
         "device": "cpu",
     }
-    alone = _run_child(**config)["peak_bytes"]
+    alone = memory._run_child(**config)["peak_bytes"]
     ballast = torch.ones(2**30 // 4)  # make this (parent) process 1 GiB bigger than any child
-    with_ballast = _run_child(**config)["peak_bytes"]
+    with_ballast = memory._run_child(**config)["peak_bytes"]
     del ballast
     assert abs(with_ballast - alone) < 200 * 2**20, "the child's peak must not include the parent's memory"
 
@@ -203,7 +236,7 @@ def test_plot_into_a_missing_folder_is_made(saved, tmp_path, capsys):
 @pytest.mark.parametrize("plot", ["file/memory.png", "memory.txt", "."])
 def test_a_bad_plot_path_is_refused_before_anything_is_measured(tmp_path, capsys, monkeypatch, plot):
     (tmp_path / "file").write_text("a file, not a folder")
-    monkeypatch.setattr(bench, "_measure", lambda args: pytest.fail("measured before checking --plot"))
+    monkeypatch.setattr(command, "_measure", lambda args: pytest.fail("measured before checking --plot"))
     assert main(["bench", "--plot", str(tmp_path / plot)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --plot") and err.count("\n") == 1
@@ -213,7 +246,7 @@ def test_a_plot_that_fails_after_measuring_still_prints_the_results(saved, tmp_p
     def fail(results, path):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(bench, "plot_memory", fail)
+    monkeypatch.setattr(command, "plot_memory", fail)
     assert main(["bench", "--from-json", str(saved), "--plot", str(tmp_path / "memory.png")]) == 1
     captured = capsys.readouterr()
     assert "lora_vs_full_step" in captured.out

@@ -142,9 +142,10 @@ def _heavy_work(*args, **kwargs):
 
 @pytest.mark.parametrize(("argv", "words"), CASES, ids=[" ".join(c[0]) or "(none)" for c in CASES])
 def test_bad_arguments_exit_2_with_one_line_and_change_nothing(sandbox, monkeypatch, capsys, argv, words):
-    from lora_teach import bench, experiment
+    from lora_teach import experiment
+    from lora_teach.bench import command as bench_command
 
-    monkeypatch.setattr(bench, "_measure", _heavy_work)
+    monkeypatch.setattr(bench_command, "_measure", _heavy_work)
     monkeypatch.setattr(experiment, "train_baseline", _heavy_work)
     before = _snapshot(sandbox)
     try:
