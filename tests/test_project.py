@@ -41,3 +41,23 @@ def test_ci_runs_the_readme_setup_and_test_commands():
 def test_console_script_points_at_the_cli():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"]["lora-teach"] == "lora_teach.cli:main"
+
+
+def test_the_core_does_not_import_the_course_machinery():
+    """lora_teach/*.py (the LoRA core, data, models, experiments) and lora_teach/bench/ never import
+    lora_teach.course; only the command dispatcher names its modules."""
+    import ast
+
+    for path in sorted([*(REPO / "lora_teach").glob("*.py"), *(REPO / "lora_teach" / "bench").glob("*.py")]):
+        if path.name == "cli.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            assert not any(n == "lora_teach.course" or n.startswith("lora_teach.course.") for n in names), (
+                f"{path.relative_to(REPO)} imports the course machinery"
+            )
