@@ -36,7 +36,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "seeds": [0, 1, 2],
         "grid": {
             "full": [3e-4, 1e-3, 3e-3],
-            "lora_all_r8": [3e-3, 1e-2, 3e-2],
+            "lora_all_r8": [3e-3, 1e-2, 3e-2, 1e-1],  # 3e-2 won the first grid of three: one more
             "lora_all_r2": [3e-3, 1e-2, 3e-2],
             "lora_qv_r8": [3e-3, 1e-2, 3e-2],
         },

@@ -1,0 +1,92 @@
+"""The verdicts notebook 09 states in its prose and summary hold for the committed full sweep
+(data/gpt_experiment_full.json), by the course's rule (a difference beyond two standard errors over seeds);
+and a fine-tuning run gives the same numbers whatever the kernel's thread count."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from lora_teach.gpt import gpt_data_dir, pretrained_tiny_gpt
+from lora_teach.gpt_experiment import METHODS, best_lr, fine_tune_once, grouped
+from lora_teach.stats import compare
+
+
+@pytest.fixture(scope="module")
+def results():
+    return json.loads((gpt_data_dir() / "gpt_experiment_full.json").read_text())
+
+
+def _best(results, targets, r):
+    return grouped(results)[("lora", targets, r, best_lr(results, "lora", targets, r))]
+
+
+def test_the_committed_sweep_is_the_full_one_and_complete(results):
+    from lora_teach.gpt_experiment import SETTINGS, planned_runs
+
+    assert results["settings_name"] == "full"
+    assert results["settings"] == json.loads(json.dumps(SETTINGS["full"]))
+    planned = {tuple(run.values()) for run in planned_runs(SETTINGS["full"])}
+    done = {(r["kind"], r["targets"], r["r"], r["lr"], r["seed"]) for r in results["runs"]}
+    assert done == planned
+
+
+def test_at_an_equal_budget_all_linear_r2_learns_more_than_qv_r8_and_than_qv_r64(results):
+    every, qv8 = _best(results, "all", 2), _best(results, "qv", 8)
+    qv64 = grouped(results)[("lora", "qv", 64, results["settings"]["rank_sweep"]["lr"])]
+    assert compare(every["code_bpc"], qv8["code_bpc"], paired=True).verdict == "lower"
+    assert compare(every["code_bpc"], qv64["code_bpc"], paired=True).verdict == "lower"
+    assert qv64["trainable"] > 7 * every["trainable"]
+
+
+def _gain_per_doubling(groups, lr, a, b):
+    """Per seed: code bits/char gained from rank a to rank b on q,v, per doubling of the rank."""
+    low, high = groups[("lora", "qv", a, lr)]["code_bpc"], groups[("lora", "qv", b, lr)]["code_bpc"]
+    return [(x - y) / math.log2(b / a) for x, y in zip(low, high)]
+
+
+def test_rank_on_qv_buys_less_per_doubling_above_r8_than_below(results):
+    groups, lr = grouped(results), results["settings"]["rank_sweep"]["lr"]
+    ranks = sorted(set(results["settings"]["rank_sweep"]["ranks"]) | {8})
+    steps = list(zip(ranks, ranks[1:]))
+    below = [_gain_per_doubling(groups, lr, a, b) for a, b in steps if b <= 8]
+    above = [_gain_per_doubling(groups, lr, a, b) for a, b in steps if a >= 8]
+    assert below and above
+    for step in steps:  # every doubling helps
+        gain = _gain_per_doubling(groups, lr, *step)
+        assert compare(gain, [0.0] * len(gain), paired=True).verdict == "higher", step
+    for a in above:
+        for b in below:
+            assert compare(a, b, paired=True).verdict == "lower"
+
+
+def test_full_fine_tuning_at_its_smallest_rate_learns_as_much_as_any_lora_run_and_forgets_less(results):
+    groups = grouped(results)
+    full = groups[min(k for k in groups if k[0] == "full")]
+    lora = [k for k in groups if k[0] == "lora" and (k[1], k[2]) in [(t, r) for _, t, r in METHODS.values()]]
+    best = min(lora, key=lambda k: sum(groups[k]["code_bpc"]))
+    assert compare(full["code_bpc"], groups[best]["code_bpc"], paired=True).verdict in (
+        "lower",
+        "indistinguishable",
+    )
+    for key in lora:
+        assert compare(full["prose_bpc"], groups[key]["prose_bpc"], paired=True).verdict == "lower", key
+
+
+def test_a_fine_tuning_run_does_not_depend_on_the_thread_count():
+    base = pretrained_tiny_gpt()
+    before = torch.get_num_threads()
+    records = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            _, record = fine_tune_once(
+                base, "lora", "qv", 2, 1e-2, seed=0, steps=3, batch_size=4, eval_chars=512
+            )
+            records.append((record["code_bpc"], record["prose_bpc"]))
+    finally:
+        torch.set_num_threads(before)
+    assert records[0] == records[1]
