@@ -38,11 +38,12 @@ class Spread:
     def __str__(self) -> str:
         return f"{self.mean:.2f} ± {self.std:.2f}"
 
-    def format(self, digits: int = 2, unit: str = "") -> str:
-        """'mean ± std unit (n seeds: v1, v2, ...)', every number rounded to ``digits``."""
+    def format(self, digits: int = 2, unit: str = "", over: str = "seeds") -> str:
+        """'mean ± std unit (n seeds: v1, v2, ...)', every number rounded to ``digits``; ``over`` names what
+        the values vary over ("seeds", or e.g. "repeats" for timings)."""
         unit = f" {unit}" if unit else ""
         shown = ", ".join(f"{v:.{digits}f}" for v in self.values)
-        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}{unit} ({len(self.values)} seeds: {shown})"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}{unit} ({len(self.values)} {over}: {shown})"
 
 
 def spread(values: Sequence[float]) -> Spread:

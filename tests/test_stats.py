@@ -65,3 +65,10 @@ def test_paired_with_different_lengths_is_refused():
 
 def test_numpy_arrays_are_accepted():
     assert compare(np.array([3.0, 3.1]), np.array([1.0, 1.1])).verdict == "higher"
+
+
+def test_format_names_what_the_values_vary_over():
+    from lora_teach.stats import spread
+
+    assert spread([1.0, 3.0]).format(1, "ms", over="repeats") == "2.0 ± 1.4 ms (2 repeats: 1.0, 3.0)"
+    assert spread([1.0, 3.0]).format(1).endswith("(2 seeds: 1.0, 3.0)")

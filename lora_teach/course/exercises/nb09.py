@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from lora_teach.course.exercises import Incorrect, Question, as_number, call_student
@@ -47,6 +48,11 @@ def _check_q1(attention_share: Any, attention_is_the_biggest_chunk: Any) -> str:
             "`attention_share` is not the share of q, k, v and o_proj in all of TinyGPT's parameters; "
             "sum p.numel() over parameters whose name contains '.attn.', divide by the total"
         )
+    flag = attention_is_the_biggest_chunk
+    if isinstance(flag, np.bool_) or (
+        isinstance(flag, torch.Tensor) and flag.dtype == torch.bool and flag.numel() == 1
+    ):
+        attention_is_the_biggest_chunk = bool(flag)  # a comparison of numpy or torch numbers
     if not isinstance(attention_is_the_biggest_chunk, bool):
         raise Incorrect("`attention_is_the_biggest_chunk` should be True or False")
     if attention_is_the_biggest_chunk:
@@ -76,7 +82,10 @@ def _check_q2(qv_r8: Any, all_linear_r2: Any) -> str:
     if qv == QV_R8 / LAYERS:
         raise Incorrect("`qv_r8` counts one block; TinyGPT has four")
     if qv == QV_R8 / 2:
-        raise Incorrect("`qv_r8` counts one matrix per block; q_proj and v_proj are two")
+        raise Incorrect(
+            "`qv_r8` is half the count: either one matrix per block (q_proj and v_proj are two) or only A "
+            "of each adapter (B adds r * d_out more)"
+        )
     if qv == LAYERS * 2 * D * D:
         raise Incorrect("`qv_r8` counts the frozen matrices d * k; the adapter holds r * (d + k) per matrix")
     if qv != QV_R8:
@@ -135,7 +144,8 @@ def _check_q3(next_char_probs: Callable) -> str:
             raise Incorrect("`next_char_probs` multiplies the logits by the temperature; divide them")
         if not torch.allclose(got, torch.softmax(logits / temperature, -1), atol=1e-6):
             raise Incorrect(
-                f"`next_char_probs` at temperature {temperature} is not softmax(logits / temperature)"
+                f"`next_char_probs` at temperature {temperature} gives other probabilities than the expected "
+                "ones; check how the temperature enters"
             )
     return (
         "a low temperature sharpens the distribution towards the likeliest character, a high one flattens it."
