@@ -26,6 +26,7 @@ METHODS: dict[str, tuple[str, str | None, int | None]] = {
     "lora_all_r8": ("lora", "all", 8),
     "lora_all_r2": ("lora", "all", 2),
     "lora_qv_r8": ("lora", "qv", 8),
+    "lora_qv_r64": ("lora", "qv", 64),  # the top of the rank sweep, tuned too: it is compared with all-linear r=2
 }
 
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -39,6 +40,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
             "lora_all_r8": [3e-3, 1e-2, 3e-2, 1e-1],  # 3e-2 won the first grid of three: one more
             "lora_all_r2": [3e-3, 1e-2, 3e-2],
             "lora_qv_r8": [3e-3, 1e-2, 3e-2],
+            "lora_qv_r64": [1e-2, 3e-2, 1e-1],
         },
         "rank_sweep": {"targets": "qv", "ranks": [1, 2, 4, 16, 64], "lr": 1e-2},
         "eval_chars": 16384,

@@ -5,7 +5,6 @@ and a fine-tuning run gives the same numbers whatever the kernel's thread count.
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -35,32 +34,18 @@ def test_the_committed_sweep_is_the_full_one_and_complete(results):
 
 
 def test_at_an_equal_budget_all_linear_r2_learns_more_than_qv_r8_and_than_qv_r64(results):
-    every, qv8 = _best(results, "all", 2), _best(results, "qv", 8)
-    qv64 = grouped(results)[("lora", "qv", 64, results["settings"]["rank_sweep"]["lr"])]
+    every, qv8, qv64 = _best(results, "all", 2), _best(results, "qv", 8), _best(results, "qv", 64)
     assert compare(every["code_bpc"], qv8["code_bpc"], paired=True).verdict == "lower"
     assert compare(every["code_bpc"], qv64["code_bpc"], paired=True).verdict == "lower"
-    assert qv64["trainable"] > 7 * every["trainable"]
+    assert qv64["trainable"] == 8 * qv8["trainable"]
 
 
-def _gain_per_doubling(groups, lr, a, b):
-    """Per seed: code bits/char gained from rank a to rank b on q,v, per doubling of the rank."""
-    low, high = groups[("lora", "qv", a, lr)]["code_bpc"], groups[("lora", "qv", b, lr)]["code_bpc"]
-    return [(x - y) / math.log2(b / a) for x, y in zip(low, high)]
-
-
-def test_rank_on_qv_buys_less_per_doubling_above_r8_than_below(results):
+def test_every_step_of_the_qv_rank_sweep_learns_more(results):
     groups, lr = grouped(results), results["settings"]["rank_sweep"]["lr"]
     ranks = sorted(set(results["settings"]["rank_sweep"]["ranks"]) | {8})
-    steps = list(zip(ranks, ranks[1:]))
-    below = [_gain_per_doubling(groups, lr, a, b) for a, b in steps if b <= 8]
-    above = [_gain_per_doubling(groups, lr, a, b) for a, b in steps if a >= 8]
-    assert below and above
-    for step in steps:  # every doubling helps
-        gain = _gain_per_doubling(groups, lr, *step)
-        assert compare(gain, [0.0] * len(gain), paired=True).verdict == "higher", step
-    for a in above:
-        for b in below:
-            assert compare(a, b, paired=True).verdict == "lower"
+    for a, b in zip(ranks, ranks[1:]):
+        low, high = groups[("lora", "qv", a, lr)]["code_bpc"], groups[("lora", "qv", b, lr)]["code_bpc"]
+        assert compare(high, low, paired=True).verdict == "lower", (a, b)
 
 
 def test_full_fine_tuning_at_its_smallest_rate_learns_as_much_as_any_lora_run_and_forgets_less(results):
