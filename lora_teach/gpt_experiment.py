@@ -26,7 +26,7 @@ METHODS: dict[str, tuple[str, str | None, int | None]] = {
     "lora_all_r8": ("lora", "all", 8),
     "lora_all_r2": ("lora", "all", 2),
     "lora_qv_r8": ("lora", "qv", 8),
-    "lora_qv_r64": ("lora", "qv", 64),  # the top of the rank sweep, tuned too: it is compared with all-linear r=2
+    "lora_qv_r64": ("lora", "qv", 64),  # the rank sweep's top, tuned: compared with all-linear r=2
 }
 
 SETTINGS: dict[str, dict[str, Any]] = {
