@@ -62,9 +62,9 @@ def test_every_question_has_exactly_one_source_of_its_solution():
 
 
 def test_solution_and_the_guide_show_the_notebooks_code(capsys):
-    guide = instructor_guide(NOTEBOOKS)
+    guide, questions = instructor_guide(NOTEBOOKS), _questions()
     for key, code in recorded_solutions().items():
-        question = _questions()[key]
+        question = questions[key]
         question.solution()
         assert capsys.readouterr().out == f"Solution ({question.name}):\n{code}\n"
         assert f"```python\n{code}\n```" in guide, key
