@@ -413,6 +413,7 @@ def written_by_instructor_guide(path: Path) -> bool:
 def write_instructor_guide(out: Path | str, notebooks: Path | str | None = None, force: bool = False) -> Path:
     """Write the instructor guide to ``out``, through a temporary file. Refuses (OutputError) a notebook
     path (any case of ``.ipynb``) and, unless ``force``, an existing file the guide did not write."""
+    course_notebooks(notebooks)  # a missing or empty folder is the first thing to say
     out = check_output_file(out, "OUT_FILE")
     if out.suffix.lower() == ".ipynb":
         raise OutputError(f"OUT_FILE {out} is a notebook; the guide is Markdown, e.g. docs/instructors.md")
