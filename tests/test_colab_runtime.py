@@ -227,7 +227,10 @@ def test_setup_cell_repairs_a_failed_install_then_the_student_notebook_runs_on_a
         text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
         assert not re.search(r"^Correct \(", text, flags=re.MULTILINE), "the student edition has no answers"
     doctor_text = "".join(
-        o.get("text", "") for c in student.cells for o in c.outputs if "OK    colab" in o.get("text", "")
+        o.get("text", "")
+        for c in student.cells
+        for o in c.get("outputs", [])
+        if "OK    colab" in o.get("text", "")
     )
     assert "on Google Colab: lora_teach from" in doctor_text and "pip install -e" not in doctor_text
     after = _python_says(python, PROBE, env)
