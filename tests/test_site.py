@@ -23,7 +23,7 @@ from lora_teach.course.colab import REF, REPO_URL
 from lora_teach.course.editions import _title_and_goals
 from lora_teach.course.site import GENERATOR, SITE_TITLE, build_site, site_href
 from lora_teach.outputs import OutputError
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, formula_count
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -98,17 +98,13 @@ def _expected_pages() -> list[tuple[str, str]]:
     return [*pages, ("errata.html", f"Errata of the source texts · {SITE_TITLE}")]
 
 
-CODE = re.compile(r"^```.*?^```|(`+)(?!`).+?(?<!`)\1(?!`)", re.S | re.M)
-MATH = re.compile(r"\$\$.+?\$\$|\$[^$]+?\$", re.S)
-
-
 def _formulas(name: str) -> int:
     """How many formulas ($...$ or $$...$$, outside code) the Markdown of a page holds."""
     if name == "errata.html":
         texts = [(REPO / "docs" / "errata.md").read_text(encoding="utf-8")]
     elif name == "index.html":
         return sum(
-            len(MATH.findall(CODE.sub("", goal)))
+            formula_count(goal)
             for path in NOTEBOOKS
             for goal in _title_and_goals(nbformat.read(path, 4))[1].split("\n")
             if goal.lstrip().startswith(("-", "*"))
@@ -122,7 +118,7 @@ def _formulas(name: str) -> int:
             for o in c.get("outputs", [])
             if "text/markdown" in o.get("data", {})
         ]
-    return sum(len(MATH.findall(CODE.sub("", text))) for text in texts)
+    return sum(formula_count(text) for text in texts)
 
 
 def test_build_writes_index_errata_and_one_page_per_notebook(site):
