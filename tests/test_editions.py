@@ -607,11 +607,11 @@ def test_the_guide_refuses_a_notebook_path_in_any_case(tmp_path, capsys, name):
     assert not (tmp_path / name).exists()
 
 
-@pytest.mark.parametrize("command", ["student-edition", "instructor-guide"])
+@pytest.mark.parametrize("command", ["student-edition", "instructor-guide", "build-site"])
 def test_a_notebook_that_is_not_json_is_one_line_naming_it(tmp_path, capsys, command):
     source = _course(tmp_path)
     (source / "03_broken.ipynb").write_text("this is not JSON")
-    out = tmp_path / ("guide.md" if command == "instructor-guide" else "handout")
+    out = tmp_path / ("guide.md" if command == "instructor-guide" else "out")
     assert cli.main([command, str(out), "--notebooks", str(source)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "03_broken.ipynb is not a readable notebook" in err, err

@@ -266,7 +266,7 @@ def run_seconds(notebook: nbformat.NotebookNode) -> float | None:
 
 def _format_seconds(seconds: float | None) -> str:
     if seconds is None:
-        return "not recorded (run it once with `jupyter nbconvert --execute`)"
+        return "not recorded (store its outputs with `python scripts/execute_notebooks.py`)"
     if seconds < 90:
         return f"about {max(1, round(seconds))} s"
     return f"about {seconds / 60:.1f} min"
