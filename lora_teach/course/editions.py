@@ -195,12 +195,6 @@ def course_notebooks(notebooks: Path | str | None = None) -> list[Path]:
     return paths
 
 
-def has_solutions(path: Path) -> bool:
-    """Whether the notebook at ``path`` still holds a solution block (True also when it cannot
-    be read as a notebook: such a file is not ours to overwrite)."""
-    return edition_status(path) in ("solutions", "not a notebook")
-
-
 def check_not_in_notebooks(out_dir: Path, source_dir: Path, what: str) -> None:
     """Refuse (OutputError) an ``out_dir`` that is the notebooks folder or inside it."""
     source_dir, target = source_dir.resolve(), out_dir.resolve()
@@ -322,9 +316,9 @@ lora-teach student-edition student/      # every notebook, solutions replaced by
 In the student edition every block between `# BEGIN SOLUTION` and `# END SOLUTION` is gone. At the top
 level it becomes `name = ____` for each name the block assigned; inside a function it becomes
 `raise NotImplementedError("your code here")`. Outputs and run timestamps are cleared; nothing else
-changes. Each check
-then prints "Not attempted yet" until the student fills the blank, so the notebooks run from top to
-bottom as handed out (the test suite runs the student edition of every notebook to make sure).
+changes. Each check then prints "Not attempted yet" until the student fills the blank, so the notebooks
+run from top to bottom as handed out (the test suite runs the student edition of every notebook to make
+sure).
 
 `student/` is committed (a test fails when it differs from what this command makes); run the command
 again after changing a notebook. It replaces only notebooks that an earlier edition wrote and nobody

@@ -168,11 +168,13 @@ def _renderer_class():
     return SiteRenderer
 
 
-def markdown_to_html(source: str, href: Callable[[str], str], github_ids: bool = False) -> str:
-    """Markdown as the site shows it (math as MathML, links through ``href``)."""
+def markdown_to_html(
+    source: str, href: Callable[[str], str], github_ids: bool = False, attachments: dict | None = None
+) -> str:
+    """Markdown as the site shows it (math as MathML, links through ``href``, a cell's attached images)."""
     from nbconvert.filters.markdown_mistune import MarkdownWithMath
 
-    renderer = _renderer_class()(href, github_ids=github_ids, escape=False)
+    renderer = _renderer_class()(href, github_ids=github_ids, escape=False, attachments=attachments)
     return MarkdownWithMath(renderer=renderer).render(source)
 
 
@@ -185,7 +187,7 @@ def _exporter(href: Callable[[str], str]):
     class SiteExporter(HTMLExporter):
         @pass_context
         def markdown2html(self, context, source):
-            return markdown_to_html(source, href)
+            return markdown_to_html(source, href, attachments=context.get("cell", {}).get("attachments", {}))
 
     return SiteExporter(
         template_name="lab",
