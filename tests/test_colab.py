@@ -170,7 +170,8 @@ class FakeColab:
         self.home = tmp_path / "lora-course"
         monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
         monkeypatch.chdir(tmp_path)  # no /content here: the clone goes to ./lora-course
-        monkeypatch.delenv("LORA_TEACH_DATA", raising=False)
+        monkeypatch.setenv("LORA_TEACH_DATA", "")  # recorded, so that what the cell sets is undone after
+        monkeypatch.delenv("LORA_TEACH_DATA")
         monkeypatch.setenv(colab.REPO_URL_VARIABLE, str(ROOT))  # a local folder, as in the runtime test
         real_find_spec = importlib.util.find_spec
         monkeypatch.setattr(
