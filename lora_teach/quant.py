@@ -20,13 +20,14 @@ BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)  # bitsandbytes' sizes fo
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 NESTED_BLOCKSIZE = 256  # double quantization: the absmax constants, 8 bits each, in blocks of 256
 NF4_OFFSET = 0.9677083  # the outermost probability bitsandbytes takes a normal quantile at
-OUTPUT_HEADS = ("head", "lm_head")
+OUTPUT_HEADS = ("head", "lm_head")  # kept in float by quantize_model's default, as transformers does
 MERGE_REFUSAL = (
-    "the adapter sits on a 4-bit base layer, and merging into it would requantize W + delta W, rounding "
-    "most of the update away; keep the adapter unmerged (the model as trained), or call "
-    "merge_lora(model, dequantize=True) for float nn.Linear layers (dequantized W plus the update), and "
-    "quantize_model that result only if you accept the rounding"
-)  # kept in float by quantize_model's default, as transformers does
+    "the adapter sits on a 4-bit base layer, and merging into it would requantize W + delta W, rounding the "
+    "update with the weights (what lies below the gaps between levels is lost, and a new rounding error is "
+    "added); keep the adapter unmerged (the model as trained), or call merge_lora(model, dequantize=True) for "
+    "float nn.Linear layers (dequantized W plus the update), and quantize_model that result only if you accept "
+    "the rounding"
+)
 
 
 # ---------------------------------------------------------------- the codes
