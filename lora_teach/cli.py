@@ -29,6 +29,11 @@ COMMANDS = {  # name -> (module, one-line help)
     # notebook 09: the tiny transformer (both in lora_teach.gpt_cli)
     "pretrain-gpt": ("lora_teach.gpt_cli", "pretrain the TinyGPT on prose and write its checkpoint"),
     "experiment-gpt": ("lora_teach.gpt_cli", "fine-tune TinyGPT on code (lr x seed x targets), write JSON"),
+    # notebook 11: serving many adapters
+    "train-gpt-adapters": (
+        "lora_teach.gpt_adapters",
+        "train the eight small TinyGPT adapters of notebook 11 and write them to data/adapters",
+    ),
 }
 
 
