@@ -25,6 +25,7 @@ from lora_teach.lora import (
     check_init,
     check_rank,
 )
+from lora_teach.quant import MERGE_REFUSAL, Linear4bit
 
 METHODS = ("wrapper", "parametrize")
 BIAS_MODES = ("none", "all", "lora_only")
@@ -240,6 +241,12 @@ def add_lora(
         )
     check_init(init_lora_weights)
     plan = plan_lora(model, r, lora_alpha, target_modules, rank_pattern, alpha_pattern)
+    four_bit = [name for name, layer, *_ in plan if isinstance(layer, Linear4bit)]
+    if four_bit and (method == "parametrize" or init_lora_weights == "pissa"):
+        raise ValueError(
+            f"{four_bit[0]!r} is a 4-bit layer, whose weight cannot change: add LoRA to it with "
+            "method='wrapper' and an init other than 'pissa' (QLoRA keeps the quantized base frozen)"
+        )
     places = _places(model)
     options = {"init_lora_weights": init_lora_weights, "use_rslora": use_rslora, "use_dora": use_dora}
     for _, layer, layer_r, layer_alpha in plan:
@@ -305,14 +312,19 @@ def lora_disabled(model: nn.Module) -> Iterator[nn.Module]:
             lora.enabled = was
 
 
-def merge_lora(model: nn.Module) -> nn.Module:
+def merge_lora(model: nn.Module, dequantize: bool = False) -> nn.Module:
     """Bake every adapter into its weight, in place, leaving plain ``nn.Linear`` layers.
 
     Bakes what the model computes now: a disabled adapter adds nothing. A parametrized layer is
-    replaced by a fresh ``nn.Linear`` (so a deepcopy's original stays intact). All or nothing:
-    refuses, changing no layer, if any merged weight would hold NaN or inf. Returns ``model``.
+    replaced by a fresh ``nn.Linear`` (so a deepcopy's original stays intact). An adapter on a 4-bit
+    base (QLoRA) is never silently requantized: refused unless ``dequantize=True``, which gives a float
+    ``nn.Linear`` holding the dequantized weight plus the update. All or nothing: refuses, changing no
+    layer, if any merged weight would hold NaN or inf. Returns ``model``.
     """
     found = _require_lora(model)
+    four_bit = [n for n, lora in found if isinstance(getattr(lora, "base_layer", None), Linear4bit)]
+    if four_bit and not dequantize:
+        raise ValueError(f"{four_bit[0]!r}: {MERGE_REFUSAL}; nothing was merged")
     modules = dict(model.named_modules())
     places = _places(model)
     with torch.no_grad():
@@ -332,7 +344,16 @@ def merge_lora(model: nn.Module) -> nn.Module:
                 )
     for name, lora in found:
         layer = modules[name]
-        if isinstance(lora, LinearWithLoRA):
+        if isinstance(lora, LinearWithLoRA) and isinstance(lora.base_layer, Linear4bit):
+            base = lora.base_layer
+            replacement = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None)
+            with torch.no_grad():
+                weight = base.weight
+                merged_weight = lora.adapted_weight(weight) if lora.enabled else weight
+                replacement.weight = nn.Parameter(merged_weight.detach().clone(), requires_grad=False)
+            replacement.bias = base.bias
+            replacement.train(layer.training)
+        elif isinstance(lora, LinearWithLoRA):
             if lora.enabled and not lora.merged:
                 lora.merge()
             replacement = lora.base_layer

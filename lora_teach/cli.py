@@ -29,6 +29,11 @@ COMMANDS = {  # name -> (module, one-line help)
     # notebook 09: the tiny transformer (both in lora_teach.gpt_cli)
     "pretrain-gpt": ("lora_teach.gpt_cli", "pretrain the TinyGPT on prose and write its checkpoint"),
     "experiment-gpt": ("lora_teach.gpt_cli", "fine-tune TinyGPT on code (lr x seed x targets), write JSON"),
+    # notebook 10: QLoRA
+    "experiment-qlora": (
+        "lora_teach.qlora_experiment",
+        "fine-tune TinyGPT with LoRA on its float and its 4-bit base (lr x seed), write JSON",
+    ),
     # notebook 11: serving many adapters
     "train-gpt-adapters": (
         "lora_teach.gpt_adapters",

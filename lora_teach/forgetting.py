@@ -13,10 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from lora_teach.adapters import add_lora, mark_only_lora_as_trainable
 from lora_teach.data import MEAN, STD, load_raw_mnist
+from lora_teach.progress import tqdm
 from lora_teach.train import evaluate, set_seed, train
 
 ANGLE = 40.0  # degrees: the shift of the new task (notebook 07 uses the same angle)

@@ -248,7 +248,7 @@ def train_steps(
     losses = []
     bar = range(steps)
     if progress:
-        from tqdm.auto import tqdm
+        from lora_teach.progress import tqdm
 
         bar = tqdm(bar, desc="training", unit="step")
     model.train()

@@ -173,7 +173,7 @@ def run_experiment(
     todo = [run for run in planned_runs(chosen) if _key(run) not in done]
     bar = todo
     if progress:
-        from tqdm.auto import tqdm
+        from lora_teach.progress import tqdm
 
         bar = tqdm(todo, desc=f"experiment-gpt ({settings})", unit="run")
     for run in bar:

@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from lora_teach.quant import MERGE_REFUSAL, Linear4bit
+
 # What ``init_lora_weights`` accepts (PEFT's name): True = kaiming-uniform (PEFT's and loralib's
 # default), "gaussian" = N(0, 1/r) (PEFT's), "normal" = N(0, 1) (the tutorial's choice),
 # "pissa" = the top-r singular directions of the weight (PiSSA), the rest left in the frozen weight.
@@ -244,6 +246,8 @@ class LinearWithLoRA(LoRAFactors):
         """
         if self.merged:
             raise RuntimeError("this LinearWithLoRA is already merged; call unmerge() first")
+        if isinstance(self.base_layer, Linear4bit):
+            raise RuntimeError(MERGE_REFUSAL)
         if not self.enabled:
             raise RuntimeError("this adapter is disabled; enable it before merging")
         weight = self.base_layer.weight

@@ -77,22 +77,61 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_folder(out_dir: Path | str) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out_dir``; when the block ends without error, move each
-    file written there into ``out_dir`` (created if needed) by a rename. On error, ``out_dir`` is
-    left as it was and the temporary folder is removed."""
+def atomic_folder(out_dir: Path | str, option: str = "output") -> Iterator[Path]:
+    """Yield a temporary folder beside ``out_dir``; when the block ends without error, move each entry
+    written there into ``out_dir`` (created if needed), replacing an entry of the same name. All or
+    nothing: if a move fails or is interrupted, every entry moved so far is put back, and the error (an
+    OutputError for a system error) names ``out_dir``, never the temporary folder. Other entries of
+    ``out_dir`` are left alone; the temporary folder is always removed. New entries get the umask's modes."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
     try:
         yield tmp
-        out_dir.mkdir(exist_ok=True)
-        mode = umask_mode()
-        for path in sorted(tmp.iterdir()):
-            os.chmod(path, mode)
-            os.replace(path, out_dir / path.name)
+        entries = sorted(tmp.iterdir())
+        for path in entries:
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+        _move_all_or_nothing(entries, out_dir, tmp, option)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _move_all_or_nothing(entries: list[Path], out_dir: Path, tmp: Path, option: str) -> None:
+    """Move ``entries`` into ``out_dir``, the entries they replace into ``tmp/.replaced``; undo every
+    move on any error or interrupt."""
+    replaced = tmp / ".replaced"
+    replaced.mkdir()
+    created = not out_dir.exists()
+    moves: list[tuple[Path, Path]] = []  # (from, to) in the order done
+    name = out_dir.name
+    try:
+        out_dir.mkdir(exist_ok=True)
+        for entry in entries:
+            name, target = entry.name, out_dir / entry.name
+            if target.exists() or target.is_symlink():
+                os.replace(target, replaced / name)
+                moves.append((target, replaced / name))
+            os.replace(entry, target)
+            moves.append((entry, target))
+    except BaseException as error:
+        for source, dest in reversed(moves):
+            with contextlib.suppress(OSError):
+                os.replace(dest, source)
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        if isinstance(error, OSError):
+            raise OutputError(
+                f"{option} {out_dir}: could not write {name} ({error.strerror or error}); "
+                f"nothing in {out_dir} was changed"
+            ) from error
+        raise
 
 
 def error_line(error: BaseException) -> str:

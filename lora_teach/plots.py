@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+
+# Log-axis tick labels (10^2) are mathtext. Its default font set, DejaVu Sans, loads every STIX font as a
+# fallback, and a matplotlib whose font list lacks STIX then prints a "findfont" line per family. DejaVu
+# Sans alone has every glyph the course's figures use, so mathtext uses it with no fallback.
+matplotlib.rcParams.update({"mathtext.fontset": "custom", "mathtext.fallback": None, "mathtext.cal": "sans"})
 
 COLORS = {
     "base": "#4C72B0",  # the base (pre-trained) model

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from lora_teach.adapters import add_lora, lora_modules, mark_only_lora_as_trainable
 from lora_teach.data import Batches, digit_subset
+from lora_teach.progress import tqdm
 from lora_teach.stats import compare
 from lora_teach.train import evaluate, set_seed, train
 

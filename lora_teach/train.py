@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
+
+from lora_teach.progress import tqdm
 
 
 def get_device() -> torch.device:

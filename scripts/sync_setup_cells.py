@@ -1,7 +1,10 @@
-"""Rewrite the first code cell of each notebook to ``lora_teach.course.colab.setup_cell_source()`` and its tags.
+"""Rewrite each notebook's Colab badge and setup cell to what ``lora_teach.course.colab`` says.
 
-Only that cell's ``source`` and ``metadata.tags`` change (the ``nbval-*`` tags become the setup cell's;
-other tags stay); every other byte of the file is kept. Run from the course folder:
+Two things change, nothing else: in the first cell (markdown: the title), the "Open in Colab" badge
+becomes ``colab.badge_markdown(<file name>)`` (added under the title line if there is none); the first
+code cell's ``source`` becomes ``colab.setup_cell_source()`` and its ``nbval-*`` tags the setup cell's
+(other tags stay). Every other byte of the file is kept; a second run changes nothing. From the course
+folder:
 
     python scripts/sync_setup_cells.py               # every notebooks/*.ipynb
     python scripts/sync_setup_cells.py notebooks/03_digitsnet_baseline.ipynb
@@ -10,6 +13,7 @@ other tags stay); every other byte of the file is kept. Run from the course fold
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,10 +21,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 
 from lora_teach.course import colab  # noqa: E402
 
+BADGE = re.compile(
+    r"\[!\[Open in Colab\]\(https://colab\.research\.google\.com/assets/colab-badge\.svg\)\]\([^)\s]*\)"
+)
+
 
 def _lines(text: str) -> list[str]:
     """Jupyter's on-disk form of a cell's source: lines that keep their newline."""
     return text.splitlines(keepends=True)
+
+
+def with_badge(title_cell: str, name: str) -> str:
+    """The first cell's markdown with exactly one badge, ``colab.badge_markdown(name)``."""
+    badge = colab.badge_markdown(name)
+    found = BADGE.findall(title_cell)
+    if len(found) > 1:
+        raise SystemExit(f"{name}: the first cell holds {len(found)} Colab badges; keep one, then rerun")
+    if found:
+        return BADGE.sub(lambda _: badge, title_cell)
+    title, _, rest = title_cell.partition("\n")
+    return f"{title}\n\n{badge}\n" + (f"\n{rest.lstrip(chr(10))}" if rest.strip() else "")
 
 
 def sync(path: Path) -> bool:
@@ -29,7 +49,11 @@ def sync(path: Path) -> bool:
     notebook = json.loads(raw)
     if json.dumps(notebook, indent=1, ensure_ascii=False) + "\n" != raw:
         raise SystemExit(f"{path}: not in Jupyter's own JSON layout; save it from Jupyter first, then rerun")
-    cell = next((c for c in notebook["cells"] if c["cell_type"] == "code"), None)
+    cells = notebook["cells"]
+    if not cells or cells[0]["cell_type"] != "markdown":
+        raise SystemExit(f"{path}: the first cell must be markdown (the title and the Colab badge)")
+    cells[0]["source"] = _lines(with_badge("".join(cells[0]["source"]), path.name))
+    cell = next((c for c in cells if c["cell_type"] == "code"), None)
     if cell is None:
         raise SystemExit(f"{path}: has no code cell to hold the setup cell")
     cell["source"] = _lines(colab.setup_cell_source())

@@ -1,5 +1,6 @@
 """Shared fixtures: small models and hypothesis settings sized for a 2-core CI machine."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,16 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
 ]
+
+# Math in Markdown: $...$ or $$...$$ outside code spans and blocks (what JupyterLab and the site render as math)
+CODE_IN_MARKDOWN = re.compile(r"^```.*?^```|(`+)(?!`).+?(?<!`)\1(?!`)", re.S | re.M)
+MATH_IN_MARKDOWN = re.compile(r"\$\$.+?\$\$|\$[^$]+?\$", re.S)
+
+
+def formula_count(markdown: str) -> int:
+    """How many formulas a piece of Markdown holds."""
+    return len(MATH_IN_MARKDOWN.findall(CODE_IN_MARKDOWN.sub("", markdown)))
+
 
 settings.register_profile("ci", max_examples=25, deadline=None)
 settings.load_profile("ci")

@@ -89,7 +89,7 @@ CASES = [
     (["student-edition", "a_file/student", "--notebooks", "notebooks"], "is a file, not a folder"),
     (["student-edition", "student", "--notebooks", "missing"], "is not a folder"),
     (["student-edition", "student", "--notebooks", "empty"], "holds no notebooks"),
-    (["student-edition"], "the following arguments are required: out"),
+    (["student-edition"], "the following arguments are required: OUT_DIR"),
     # instructor-guide
     (["instructor-guide", "guide.md", "--notebooks", "missing"], "is not a folder"),
     (["instructor-guide", "guide.md", "--notebooks", "empty"], "holds no notebooks"),

@@ -130,3 +130,57 @@ def test_on_colab_before_the_setup_cell_the_fix_says_run_it(monkeypatch):
     row = _by_name(doctor.doctor_report())["colab"]
     assert row.status == "FAIL" and "LORA_TEACH_DATA not set" in row.value
     assert "Colab setup cell" in row.fix
+
+
+def test_on_colab_every_fix_is_colab_advice_never_the_local_install(monkeypatch, tmp_path):
+    _on_colab_without_jupyterlab(monkeypatch)
+    real_import = doctor.importlib.import_module
+
+    def without_tqdm(name, *args):
+        if name in {"tqdm", "jupyterlab"}:
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(doctor.importlib, "import_module", without_tqdm)
+    monkeypatch.setenv("LORA_TEACH_DATA", str(tmp_path))  # no MNIST there
+    rows = _by_name(doctor.doctor_report())
+    assert rows["tqdm"].status == "FAIL" and "Colab setup cell" in rows["tqdm"].fix
+    assert "%pip install tqdm" in rows["tqdm"].fix
+    assert rows["data"].status == "FAIL" and "Colab setup cell" in rows["data"].fix
+    assert rows["nbval"].ok and "not needed on Colab" in rows["nbval"].value
+    text = doctor.format_report(list(rows.values()))
+    assert ".[test,lab]" not in text and "pip install -e" not in text
+
+
+def test_off_colab_a_missing_package_gets_the_course_install(monkeypatch):
+    monkeypatch.delitem(doctor.sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(doctor, "on_colab", lambda: False)
+    real_import = doctor.importlib.import_module
+
+    def without_tqdm(name, *args):
+        if name == "tqdm":
+            raise ModuleNotFoundError("No module named 'tqdm'")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(doctor.importlib, "import_module", without_tqdm)
+    assert '.[test,lab]"' in _by_name(doctor.doctor_report())["tqdm"].fix
+
+
+def test_paths_are_shown_as_a_reader_finds_them(monkeypatch, tmp_path):
+    course = tmp_path / "course"
+    (course / "notebooks").mkdir(parents=True)
+    monkeypatch.chdir(course / "notebooks")
+    assert doctor.shown_path(course / "data" / "MNIST" / "raw") == "../data/MNIST/raw"
+    assert doctor.shown_path(course / "notebooks" / "x") == "x"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert doctor.shown_path(tmp_path / "home" / "mnist") == "~/mnist"
+    assert doctor.shown_path("/usr/share/mnist") == "/usr/share/mnist"
+
+
+def test_the_data_row_shows_no_absolute_path_from_the_course_folder(monkeypatch):
+    monkeypatch.delenv("LORA_TEACH_DATA", raising=False)
+    monkeypatch.chdir(data_root().parent / "notebooks")
+    assert (
+        _by_name(doctor.doctor_report())["data"].value
+        == "MNIST in ../data/MNIST/raw (4 files, MD5 sums match)"
+    )

@@ -1,4 +1,5 @@
-"""End to end: JupyterLab serves notebook 00, headless Chromium runs all its cells through the UI."""
+"""End to end in JupyterLab and headless Chromium: Run All on notebook 00 through the UI, and every formula of
+every notebook renders as math (MathJax), none of it eaten by Markdown."""
 
 from __future__ import annotations
 
@@ -16,10 +17,18 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, formula_count
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "00_welcome_and_setup.ipynb"
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+def _formulas(path: Path) -> int:
+    return sum(formula_count(c.source) for c in nbformat.read(path, 4).cells if c.cell_type == "markdown")
+
+
+WITH_MATH = [path for path in NOTEBOOKS if _formulas(path)]
 TIMEOUT_MS = 120_000
 
 pytestmark = [
@@ -53,16 +62,19 @@ def _write_settings(folder: Path) -> None:
         path.write_text(json.dumps(values), encoding="utf-8")
 
 
-@pytest.fixture
-def lab(tmp_path):
-    """A JupyterLab server on a free port with a token, rooted at a copy of notebook 00; stopped afterwards."""
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on a free port with a token, rooted at copies of notebook 00 and of the notebooks
+    with math, outputs cleared (whatever a page shows was just computed or rendered); stopped afterwards."""
+    tmp_path = tmp_path_factory.mktemp("lab")
     root = tmp_path / "notebooks"
     root.mkdir()
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    for cell in notebook.cells:  # clear the stored outputs, so that whatever the page shows was just computed
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    nbformat.write(notebook, root / NOTEBOOK.name)
+    for path in {NOTEBOOK, *WITH_MATH}:
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(notebook, root / path.name)
     _write_settings(tmp_path / "settings")
     port, token = _free_port(), os.urandom(16).hex()
     env = {
@@ -84,6 +96,7 @@ def lab(tmp_path):
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: open notebooks without reloading the page
     ]
     log = open(tmp_path / "jupyterlab.log", "wb")  # noqa: SIM115 - closed in the finally block
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -158,5 +171,56 @@ def test_run_all_cells_of_notebook_00_in_jupyterlab(lab, tmp_path):
             assert page.locator('.jp-NotebookPanel img[src^="data:image/png"]').count() >= 1
             errors = page.locator('.jp-NotebookPanel [data-mime-type="application/vnd.jupyter.stderr"]')
             assert "Traceback" not in " ".join(errors.all_inner_texts())
+        finally:
+            browser.close()
+
+
+# Open a notebook without reloading the page (window.jupyterapp: --LabApp.expose_app_in_browser); its panel's id.
+OPEN = """async path => {
+  const widget = await window.jupyterapp.commands.execute('docmanager:open', {path});
+  await widget.context.ready;
+  return widget.id;
+}"""
+CLOSE = "id => window.jupyterapp.shell.widgets('main').find(w => w.id === id).dispose()"
+# The text of rendered Markdown without its code, math and links.
+PROSE = """els => els.map(e => {
+  const copy = e.cloneNode(true);
+  copy.querySelectorAll('code, pre, mjx-container, a, script').forEach(x => x.remove());
+  return copy.textContent;
+}).join(' ')"""
+
+
+def test_every_formula_renders_as_math_in_jupyterlab(lab, tmp_path):
+    """Opens each notebook with math (no kernel needed) and counts MathJax's formulas against the $...$ of its
+    Markdown; fails on Markdown inside math, and on TeX left in the prose as text (math Markdown ate)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    base, token = lab
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.route(re.compile(r"^(?!http://127\.0\.0\.1[:/]|data:|blob:)"), lambda route: route.abort())
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{base}/lab/workspaces/math?token={token}")
+            page.wait_for_function(
+                "() => window.jupyterapp && window.jupyterapp.commands.hasCommand('docmanager:open')"
+            )
+            for path in WITH_MATH:
+                opened = page.evaluate(OPEN, path.name)
+                panel = page.locator(f"#{opened}")
+                panel.locator(".jp-Cell").first.wait_for()
+                formulas = panel.locator(".jp-RenderedMarkdown mjx-container")
+                expected = _formulas(path)
+                deadline = time.monotonic() + 60
+                while formulas.count() < expected and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                assert formulas.count() == expected, (
+                    f"{path.name}: {formulas.count()} of {expected} formulas rendered"
+                )
+                assert panel.locator(".jp-RenderedMarkdown mjx-container em").count() == 0, path.name
+                prose = panel.locator(".jp-RenderedMarkdown").evaluate_all(PROSE)
+                leftover = re.findall(r"\$|\\[a-zA-Z]+|_\{|\^\{|\w_\w", prose)
+                assert not leftover, f"{path.name}: TeX left in the prose as text: {leftover[:5]}"
+                page.evaluate(CLOSE, opened)
         finally:
             browser.close()

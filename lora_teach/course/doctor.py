@@ -23,7 +23,9 @@ PACKAGES = [
 INSTALL_FIX = (
     'install the course into your environment: pip install -e ".[test,lab]" (from the course folder)'
 )
+# On Colab the notebook's setup cell installs the course; JupyterLab and the test tools are not wanted there.
 COLAB_FIX = "run the notebook's first code cell (the Colab setup cell), then this check again"
+COLAB_NOT_NEEDED = {"jupyterlab": "Colab runs the notebooks", "nbval": "it only runs the course's tests"}
 
 
 @dataclass
@@ -51,13 +53,35 @@ def _python_row() -> DoctorRow:
     return DoctorRow("python", version, ok, "" if ok else f"use Python {need} or newer")
 
 
+def _install_fix() -> str:
+    """How to install what is missing: the setup cell on Colab, the course's extras elsewhere."""
+    return COLAB_FIX if on_colab() else INSTALL_FIX
+
+
 def _package_row(module: str, pip_name: str, essential: bool) -> DoctorRow:
     try:
         imported = importlib.import_module(module)
     except Exception as error:  # noqa: BLE001 - a broken install is reported, whatever the cause
-        fix = f"pip install {pip_name}, or {INSTALL_FIX}"
+        if on_colab():
+            fix = f"{COLAB_FIX}; if it is still missing, run `%pip install {pip_name}` in a cell"
+        else:
+            fix = f"pip install {pip_name}, or {INSTALL_FIX}"
         return DoctorRow(module, f"not importable ({type(error).__name__}: {error})", False, fix, essential)
     return DoctorRow(module, str(getattr(imported, "__version__", "installed")), True, "", essential)
+
+
+def shown_path(path: os.PathLike | str) -> str:
+    """``path`` as a reader finds it: relative to the working directory when it lies there or one folder
+    up (``../data/MNIST/raw`` from ``notebooks/``), otherwise absolute with ``~`` for the home folder."""
+    path = os.path.abspath(path)
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        relative = path
+    if not relative.startswith(os.pardir + os.sep + os.pardir) and not os.path.isabs(relative):
+        return relative
+    home = os.path.expanduser("~")
+    return "~" + path[len(home) :] if path.startswith(home + os.sep) else path
 
 
 def on_colab() -> bool:
@@ -95,7 +119,7 @@ def _device_row() -> DoctorRow:
 
         device = get_device()
     except Exception as error:  # noqa: BLE001
-        return DoctorRow("device", f"unknown ({type(error).__name__}: {error})", False, INSTALL_FIX)
+        return DoctorRow("device", f"unknown ({type(error).__name__}: {error})", False, _install_fix())
     notes = {
         "cuda": "an NVIDIA GPU",
         "mps": "Apple silicon GPU",
@@ -108,14 +132,16 @@ def _data_row() -> DoctorRow:
     try:
         from lora_teach.data import DataError, ensure_mnist
     except Exception as error:  # noqa: BLE001
-        return DoctorRow("data", f"cannot check ({type(error).__name__}: {error})", False, INSTALL_FIX)
+        return DoctorRow("data", f"cannot check ({type(error).__name__}: {error})", False, _install_fix())
     try:
         raw = ensure_mnist(download=False)
     except DataError as error:
         message = str(error)
         problem, _, fix = message.partition(" Fix: ")
-        return DoctorRow("data", problem, False, fix.rstrip(".") or "see data/README.md")
-    return DoctorRow("data", f"MNIST in {raw} (4 files, MD5 sums match)", True)
+        return DoctorRow(
+            "data", problem, False, COLAB_FIX if on_colab() else fix.rstrip(".") or "see data/README.md"
+        )
+    return DoctorRow("data", f"MNIST in {shown_path(raw)} (4 files, MD5 sums match)", True)
 
 
 def doctor_report() -> list[DoctorRow]:
@@ -124,8 +150,10 @@ def doctor_report() -> list[DoctorRow]:
     colab = on_colab()
     rows = [_python_row()] + ([_colab_row()] if colab else [])
     for module, pip_name, essential in PACKAGES:
-        if colab and module == "jupyterlab":  # Colab is the notebook front end; the [lab] extra is not used
-            rows.append(DoctorRow(module, "not needed on Colab (Colab runs the notebooks)", True, "", False))
+        if colab and module in COLAB_NOT_NEEDED:
+            rows.append(
+                DoctorRow(module, f"not needed on Colab ({COLAB_NOT_NEEDED[module]})", True, "", False)
+            )
         else:
             rows.append(_package_row(module, pip_name, essential))
     rows += [_device_row(), _data_row()]

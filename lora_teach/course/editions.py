@@ -9,7 +9,9 @@ import argparse
 import ast
 import copy
 import datetime as dt
+import hashlib
 import importlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -31,6 +33,10 @@ NOT_IMPLEMENTED = 'raise NotImplementedError("your code here")'
 
 class SolutionBlockError(ValueError):
     """A solution block the student edition cannot turn into a placeholder."""
+
+
+class NotebookReadError(ValueError):
+    """A file in the notebooks folder that cannot be read as a notebook."""
 
 
 def _assigned_names(block: str, where: str) -> list[str]:
@@ -94,17 +100,72 @@ def strip_solutions(source: str, where: str = "cell") -> str:
     return "\n".join(out)
 
 
+# Notebook metadata that says a student edition wrote the file, and the hash of what it wrote.
+EDITION_KEY = "lora_teach"
+# Cell metadata that records a run (timestamps), not content: the edition leaves it out.
+RUN_METADATA = ("execution", "ExecuteTime")
+
+
+def content_hash(notebook: nbformat.NotebookNode) -> str:
+    """sha256 of what working on a notebook changes: each cell's type, source and outputs (not the
+    metadata Jupyter rewrites on saving)."""
+    cells = [[cell.cell_type, cell.source, cell.get("outputs", [])] for cell in notebook.cells]
+    return hashlib.sha256(json.dumps(cells, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
 def student_notebook(notebook: nbformat.NotebookNode, where: str = "notebook") -> nbformat.NotebookNode:
-    """A copy with solutions replaced by placeholders and every output and execution count cleared."""
+    """A copy with solutions replaced by placeholders, every output, execution count and run timestamp
+    cleared, and marked as a student edition (``metadata["lora_teach"]``, with its content hash), so
+    that it is the same however often the notebook was run."""
     student = copy.deepcopy(notebook)
     for index, cell in enumerate(student.cells):
+        for key in RUN_METADATA:
+            cell.metadata.pop(key, None)
         if cell.cell_type != "code":
             continue
         if BEGIN in cell.source or END in cell.source:
             cell.source = strip_solutions(cell.source, f"{where}, cell {index}")
         cell.outputs = []
         cell.execution_count = None
+    student.metadata.get("language_info", {}).pop("version", None)  # the Python of the last run
+    student.metadata[EDITION_KEY] = {"edition": "student", "sha256": content_hash(student)}
     return student
+
+
+def _read(path: Path, option: str = "--notebooks") -> nbformat.NotebookNode:
+    """A notebook of the course, or one line (ValueError) naming the file that is not one."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as error:  # noqa: BLE001 - NotJSONError, ValidationError, UnicodeDecodeError, ...
+        detail = " ".join(str(error).split())[:120]
+        raise NotebookReadError(
+            f"{option}: {path} is not a readable notebook ({type(error).__name__}: {detail}); "
+            "fix or remove it"
+        ) from error
+
+
+def edition_status(path: Path) -> str:
+    """What a file in a student edition's folder is: "unchanged" (an edition wrote it, nobody changed
+    it since: safe to replace), "changed" (an edition wrote it, then someone worked in it), "solutions"
+    (a notebook with solution blocks), "other" (a notebook no edition wrote) or "not a notebook"."""
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 - whatever it is, it is not ours to overwrite
+        return "not a notebook"
+    mark = notebook.metadata.get(EDITION_KEY, {})
+    if isinstance(mark, dict) and mark.get("edition") == "student":
+        return "unchanged" if mark.get("sha256") == content_hash(notebook) else "changed"
+    if any(c.cell_type == "code" and (BEGIN in c.source or END in c.source) for c in notebook.cells):
+        return "solutions"
+    return "other"
+
+
+WHY_KEPT = {
+    "changed": "was changed after the student edition wrote it (someone's work?)",
+    "solutions": "still has solutions",
+    "other": "was not written by student-edition (someone's handout?)",
+    "not a notebook": "is not a notebook",
+}
 
 
 def find_notebooks(start: Path | str | None = None) -> Path:
@@ -134,44 +195,37 @@ def course_notebooks(notebooks: Path | str | None = None) -> list[Path]:
     return paths
 
 
-def has_solutions(path: Path) -> bool:
-    """Whether the notebook at ``path`` still holds a solution block (True also when it cannot
-    be read as a notebook: such a file is not ours to overwrite)."""
-    try:
-        notebook = nbformat.read(path, as_version=4)
-    except Exception:  # noqa: BLE001 - unreadable means: do not touch
-        return True
-    return any(c.cell_type == "code" and (BEGIN in c.source or END in c.source) for c in notebook.cells)
+def check_not_in_notebooks(out_dir: Path, source_dir: Path, what: str) -> None:
+    """Refuse (OutputError) an ``out_dir`` that is the notebooks folder or inside it."""
+    source_dir, target = source_dir.resolve(), out_dir.resolve()
+    if target == source_dir or source_dir in target.parents:
+        raise OutputError(
+            f"OUT_DIR {out_dir} is the notebooks folder or inside it; {what} would be written among the "
+            "instructor notebooks. Choose another folder, e.g. student/"
+        )
 
 
 def write_student_edition(out_dir: Path | str, notebooks: Path | str | None = None) -> list[Path]:
     """Write the student edition of every ``notebooks/*.ipynb`` into ``out_dir``; return the paths written.
 
-    Refuses (OutputError) an ``out_dir`` that is the notebooks folder or inside it, and one that
-    holds a notebook of the same name that still has solutions. All notebooks are made in a
-    temporary folder first, so a failure leaves ``out_dir`` as it was.
+    Refuses (OutputError), before writing anything, an ``out_dir`` that is the notebooks folder or inside
+    it, and one where a notebook of the same name is anything but an unchanged earlier edition (see
+    ``edition_status``): a student's work is never replaced. All notebooks are made in a temporary folder
+    first and then moved in all together, or not at all (``atomic_folder``); other files stay.
     """
     sources = course_notebooks(notebooks)
     out_dir = check_output_dir(out_dir, "OUT_DIR")
-    source_dir = sources[0].parent.resolve()
-    target = out_dir.resolve()
-    if target == source_dir or source_dir in target.parents:
-        raise OutputError(
-            f"OUT_DIR {out_dir} is the notebooks folder or inside it; the student edition would replace "
-            "the instructor notebooks. Choose another folder, e.g. student/"
-        )
-    kept = [
-        out_dir / p.name for p in sources if (out_dir / p.name).exists() and has_solutions(out_dir / p.name)
-    ]
-    if kept:
-        raise OutputError(
-            f"{kept[0]} exists and still has solutions (or is not a notebook); it is not overwritten. "
-            "Choose another OUT_DIR"
-        )
-    students = [
-        (path.name, student_notebook(nbformat.read(path, as_version=4), path.name)) for path in sources
-    ]
-    with atomic_folder(out_dir) as tmp:
+    check_not_in_notebooks(out_dir, sources[0].parent, "the student edition")
+    for path in sources:
+        existing = out_dir / path.name
+        if existing.exists() or existing.is_symlink():
+            status = edition_status(existing)
+            if status != "unchanged":
+                raise OutputError(
+                    f"{existing} {WHY_KEPT[status]}; it is not replaced. Move it away, or choose another OUT_DIR"
+                )
+    students = [(path.name, student_notebook(_read(path), path.name)) for path in sources]
+    with atomic_folder(out_dir, "OUT_DIR") as tmp:
         for name, student in students:
             nbformat.write(student, tmp / name)
     return [out_dir / name for name, _ in students]
@@ -206,7 +260,7 @@ def run_seconds(notebook: nbformat.NotebookNode) -> float | None:
 
 def _format_seconds(seconds: float | None) -> str:
     if seconds is None:
-        return "not recorded (run it once with `jupyter nbconvert --execute`)"
+        return "not recorded (store its outputs with `python scripts/execute_notebooks.py`)"
     if seconds < 90:
         return f"about {max(1, round(seconds))} s"
     return f"about {seconds / 60:.1f} min"
@@ -231,6 +285,7 @@ def _demote_headings(text: str) -> str:
 
 
 RUN_TIME_PREFIX = "Run time on CPU (stored outputs): "
+GUIDE_SIGNATURE = "# Instructor guide\n\nGenerated by `lora-teach instructor-guide"  # how every guide starts
 GUIDE_HEADER = """# Instructor guide
 
 Generated by `lora-teach instructor-guide docs/instructors.md` from the notebooks (learning goals,
@@ -242,7 +297,8 @@ run times, and the answers: each notebook's solution block, as `q.solution()` pr
 
 1. **Student edition:** `lora-teach student-edition handout/` (solutions out, outputs cleared).
 2. **Hand out** `handout/`: students run it locally (README, "Setup") or upload a notebook to Colab,
-   whose first cell installs the package; not the README's badges, which open the complete notebooks.
+   whose first cell installs the package. The repository's `student/` is the same edition, committed:
+   the README's learner path and every Colab badge open it.
 3. **Collect** the `.ipynb` files, one folder per student: `submissions/alice/01_rank_and_decomposition.ipynb`.
 4. **Grade:** `lora-teach grade submissions/ --out grades.csv` runs each notebook in a fresh kernel and
    records every check's own outcome (one CSV row per student, notebook and question).
@@ -259,11 +315,15 @@ lora-teach student-edition student/      # every notebook, solutions replaced by
 
 In the student edition every block between `# BEGIN SOLUTION` and `# END SOLUTION` is gone. At the top
 level it becomes `name = ____` for each name the block assigned; inside a function it becomes
-`raise NotImplementedError("your code here")`. Outputs are cleared; nothing else changes. Each check
-then prints "Not attempted yet" until the student fills the blank, so the notebooks run from top to
-bottom as handed out (the test suite runs the student edition of every notebook to make sure).
+`raise NotImplementedError("your code here")`. Outputs and run timestamps are cleared; nothing else
+changes. Each check then prints "Not attempted yet" until the student fills the blank, so the notebooks
+run from top to bottom as handed out (the test suite runs the student edition of every notebook to make
+sure).
 
-Hand out the folder `student/` (step 2 above). Students call `nbNN.qK.hint()`, `nbNN.qK.hint(2)` and
+`student/` is committed (a test fails when it differs from what this command makes); run the command
+again after changing a notebook. It replaces only notebooks that an earlier edition wrote and nobody
+changed since (each carries its content hash in its metadata), so it never erases a student's work.
+Hand out the folder (step 2 above). Students call `nbNN.qK.hint()`, `nbNN.qK.hint(2)` and
 `nbNN.qK.solution()`. The solutions ship inside the package (`solutions.json`, copied from the notebooks'
 blocks), so they cannot be hidden from a student who has it installed: say how you expect `solution()` to be
 used. The run times below were measured when the stored outputs were made; on a student laptop expect the
@@ -277,7 +337,7 @@ def instructor_guide(notebooks: Path | str | None = None) -> str:
 
     parts = [GUIDE_HEADER]
     for path in course_notebooks(notebooks):
-        notebook = nbformat.read(path, as_version=4)
+        notebook = _read(path)
         title, goals = _title_and_goals(notebook)
         parts.append(f"## {title}\n\n`notebooks/{path.name}`\n")
         parts.append(f"{RUN_TIME_PREFIX}{_format_seconds(run_seconds(notebook))}.\n")
@@ -307,10 +367,26 @@ def instructor_guide(notebooks: Path | str | None = None) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``student-edition OUT_DIR`` or ``instructor-guide OUT_FILE``, plus the notebooks folder."""
-    parser.add_argument(
-        "out", type=Path, help="where to write (a folder for the student edition, a file for the guide)"
-    )
+    """``student-edition OUT_DIR`` or ``instructor-guide OUT_FILE [--force]``, plus the notebooks folder."""
+    if parser.prog.endswith("instructor-guide"):
+        parser.add_argument(
+            "out",
+            type=Path,
+            metavar="OUT_FILE",
+            help="the Markdown file to write the guide to, e.g. docs/instructors.md; a file that this "
+            "command did not write is not replaced without --force",
+        )
+        parser.add_argument(
+            "--force", action="store_true", help="replace OUT_FILE even if instructor-guide did not write it"
+        )
+    else:
+        parser.add_argument(
+            "out",
+            type=Path,
+            metavar="OUT_DIR",
+            help="the folder to write the student edition into, e.g. handout/ (created if needed); it "
+            "replaces only notebooks that an earlier student edition wrote and nobody changed since",
+        )
     parser.add_argument(
         "--notebooks",
         type=Path,
@@ -319,20 +395,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def written_by_instructor_guide(path: Path) -> bool:
+    """Whether the file at ``path`` starts as every generated guide does (``GUIDE_SIGNATURE``)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read(len(GUIDE_SIGNATURE)) == GUIDE_SIGNATURE
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def write_instructor_guide(out: Path | str, notebooks: Path | str | None = None, force: bool = False) -> Path:
+    """Write the instructor guide to ``out``, through a temporary file. Refuses (OutputError) a notebook
+    path (any case of ``.ipynb``) and, unless ``force``, an existing file the guide did not write."""
+    course_notebooks(notebooks)  # a missing or empty folder is the first thing to say
+    out = check_output_file(out, "OUT_FILE")
+    if out.suffix.lower() == ".ipynb":
+        raise OutputError(f"OUT_FILE {out} is a notebook; the guide is Markdown, e.g. docs/instructors.md")
+    if out.exists() and not force and not written_by_instructor_guide(out):
+        raise OutputError(
+            f"OUT_FILE {out} exists and was not written by instructor-guide; it is not replaced "
+            "(choose another file, or pass --force to replace it)"
+        )
+    return atomic_write_text(out, instructor_guide(notebooks))
+
+
 def run(args: argparse.Namespace) -> int:
     """Write the student edition or the instructor guide, whichever subcommand was called."""
     try:
         if args.command == "instructor-guide":
-            check_output_file(args.out, "OUT_FILE")
-            if args.out.suffix == ".ipynb":
-                raise OutputError(
-                    f"OUT_FILE {args.out} is a notebook; the guide is Markdown, e.g. docs/instructors.md"
-                )
-            atomic_write_text(args.out, instructor_guide(args.notebooks))
+            write_instructor_guide(args.out, args.notebooks, force=args.force)
             print(f"wrote {args.out}")
             return 0
         written = write_student_edition(args.out, args.notebooks)
-    except (SolutionBlockError, OutputError, OSError) as error:
+    except (SolutionBlockError, NotebookReadError, OutputError, OSError) as error:
         print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
     print(f"wrote the student edition of {len(written)} notebooks to {args.out}")
