@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -23,7 +24,9 @@ SPECS = {
     "attn": (["q_proj", "k_proj", "v_proj", "o_proj"], 1, "parametrize"),
     "all": (["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"], 3, "wrapper"),
 }
-TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+# float32 rounding: the merged strategy sums W x + s B A x in another order, up to about 2e-5 on these logits
+# (300 random batches); each adapter changes them by 0.36 or more, so 1e-4 still tells every adapter apart
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
 
 
 def small_base(seed: int = 0, config: GPTConfig = SMALL) -> TinyGPT:
@@ -75,6 +78,14 @@ def assert_same_state(model, before):
     assert after.keys() == before.keys()
     for key, value in before.items():
         assert torch.equal(after[key], value), key
+
+
+@contextmanager
+def refused(error, match):
+    """The block raises ``error`` with a message that matches ``match`` and is one line."""
+    with pytest.raises(error, match=match) as caught:
+        yield caught
+    assert "\n" not in str(caught.value), str(caught.value)
 
 
 NAMES = ["qv", "mlp", BASE, "attn", "qv", "all", "mlp"]
@@ -135,7 +146,9 @@ def test_every_strategy_equals_peft_mixed_batch_on_the_same_folders(setup, peft_
     ids = ids_for(len(NAMES), seed=3)
     with torch.no_grad():
         theirs = peft_model(ids, adapter_names=NAMES)
+    before = snapshot(base)
     ours = bank(ids, NAMES, strategy=strategy)
+    assert_same_state(base, before)
     if strategy == "grouped":  # PEFT's own computation, step for step
         assert torch.equal(ours, theirs)
     torch.testing.assert_close(ours, theirs, **TOLERANCE)
@@ -146,7 +159,7 @@ def test_peft_and_the_bank_both_refuse_an_unknown_name(setup, peft_model):
     ids = ids_for(2)
     with pytest.raises(ValueError, match="non-existing adapter"):
         peft_model(ids, adapter_names=["qv", "typo"])
-    with pytest.raises(ValueError, match="unknown adapter name"):
+    with refused(ValueError, match="unknown adapter name"):
         AdapterBank(base, folders)(ids, ["qv", "typo"])
 
 
@@ -257,13 +270,13 @@ def test_bad_names_and_strategies_get_one_line(bank, names, strategy, error, wor
 
 
 def test_an_unknown_name_also_names_the_base(bank):
-    with pytest.raises(ValueError, match="'__base__' for the base alone"):
+    with refused(ValueError, match="'__base__' for the base alone"):
         bank(ids_for(1), ["QV"])
 
 
 def test_an_empty_batch_gets_one_line(bank):
     for ids in (ids_for(0), torch.zeros(0, 4, dtype=torch.long)):
-        with pytest.raises(ValueError, match=r"empty batch \(0 rows\)"):
+        with refused(ValueError, match=r"empty batch \(0 rows\)"):
             bank(ids, [])
 
 
@@ -274,12 +287,12 @@ def test_generate_refuses_bad_prompts_in_one_line(bank):
         (["a"], ["qv", "qv"], "2 names for 1 rows"),
         ("abc", ["qv"], "prompts must be a list"),
     ]:
-        with pytest.raises((ValueError, TypeError), match=words):
+        with refused((ValueError, TypeError), match=words):
             bank.generate(prompts, names, n=1)
 
 
 def test_an_empty_bank_is_refused(setup):
-    with pytest.raises(ValueError, match="adapters is empty"):
+    with refused(ValueError, match="adapters is empty"):
         AdapterBank(setup[0], {})
 
 
@@ -289,14 +302,10 @@ def test_an_adapter_for_another_model_is_refused_naming_the_layer(setup, tmp_pat
         config=GPTConfig(vocab_size=SMALL.vocab_size, context=16, n_layer=2, n_head=2, d_model=32)
     )
     save_adapter(adapted(wider, ["q_proj"], 2), tmp_path / "wide")
-    with pytest.raises(
-        ValueError, match=r"adapter 'wide' \(.*wide\) does not fit the base: .*q_proj"
-    ) as caught:
+    with refused(ValueError, match=r"adapter 'wide' \(.*wide\) does not fit the base: .*q_proj") as caught:
         AdapterBank(base, {"wide": tmp_path / "wide"})
     assert "\n" not in str(caught.value)
-    with pytest.raises(
-        ValueError, match="'blocks.0.attn.q_proj' is 32 -> 32 in the adapter, 16 -> 16 in the base"
-    ):
+    with refused(ValueError, match="'blocks.0.attn.q_proj' is 32 -> 32 in the adapter, 16 -> 16 in the base"):
         AdapterBank(base, {"wide": adapted(wider, ["q_proj"], 2)})
 
 
@@ -305,16 +314,14 @@ def test_an_adapter_whose_layer_the_base_lacks_is_refused(setup, tmp_path):
     deeper = small_base(
         config=GPTConfig(vocab_size=SMALL.vocab_size, context=16, n_layer=3, n_head=2, d_model=16)
     )
-    with pytest.raises(
-        ValueError, match="adapts 'blocks.2.attn.q_proj', which is not an nn.Linear of the base"
-    ):
+    with refused(ValueError, match="adapts 'blocks.2.attn.q_proj', which is not an nn.Linear of the base"):
         AdapterBank(base, {"deep": adapted(deeper, ["q_proj"], 2)})
 
 
 def test_an_adapted_model_on_another_base_of_the_same_shape_is_refused(setup):
     base, _, _ = setup
     other = adapted(small_base(seed=7), ["q_proj"], 2)
-    with pytest.raises(ValueError, match="was trained on another base: its frozen 'tok_emb.weight' differs"):
+    with refused(ValueError, match="was trained on another base: its frozen 'tok_emb.weight' differs"):
         AdapterBank(base, {"other": other})
 
 
@@ -330,7 +337,7 @@ def test_adapters_that_change_the_base_are_refused(setup, tmp_path, options, wor
     model = copy.deepcopy(base)
     add_lora(model, 2, target_modules=["q_proj"], **options)
     save_adapter(model, tmp_path / "x")
-    with pytest.raises(ValueError, match=words):
+    with refused(ValueError, match=words):
         AdapterBank(base, {"x": tmp_path / "x"})
 
 
@@ -340,7 +347,7 @@ def test_an_adapter_that_trains_biases_is_refused(setup, tmp_path):
     save_adapter(models["qv"], folder)
     config = json.loads((folder / "adapter_config.json").read_text())
     (folder / "adapter_config.json").write_text(json.dumps({**config, "bias": "all"}))
-    with pytest.raises(ValueError, match="trains biases of the base"):
+    with refused(ValueError, match="trains biases of the base"):
         AdapterBank(base, {"bias": folder})
 
 
@@ -362,9 +369,9 @@ def test_bad_adapter_arguments_get_one_line(setup, adapters, error, words):
 
 def test_a_model_without_lora_and_a_base_with_lora_are_refused(setup):
     base, models, _ = setup
-    with pytest.raises(ValueError, match="has no LoRA layers"):
+    with refused(ValueError, match="has no LoRA layers"):
         AdapterBank(base, {"plain": copy.deepcopy(base)})
-    with pytest.raises(ValueError, match="base already has LoRA layers"):
+    with refused(ValueError, match="base already has LoRA layers"):
         AdapterBank(models["qv"], {"qv": models["qv"]})
 
 
@@ -373,7 +380,7 @@ def test_a_merged_adapter_is_refused(setup):
     model = copy.deepcopy(models["qv"])
     for _, lora in lora_modules(model):
         lora.merge()
-    with pytest.raises(ValueError, match="is merged; unmerge or enable it first"):
+    with refused(ValueError, match="is merged; unmerge or enable it first"):
         AdapterBank(base, {"m": model})
 
 
@@ -402,6 +409,6 @@ def test_a_model_that_flattens_the_batch_before_a_linear_layer_is_refused_in_one
     torch.manual_seed(0)
     model = Flat().eval()
     bank = AdapterBank(model, {"a": adapted(model, ["proj"], 2)})
-    with pytest.raises(RuntimeError, match="whose first dimension is not the batch of 2 rows"):
+    with refused(RuntimeError, match="whose first dimension is not the batch of 2 rows"):
         bank(torch.randn(2, 3, 4), ["a", BASE])
     assert bank(torch.randn(2, 3, 4), ["a", BASE], "merged").shape == (2, 3, 4)  # merging needs no rows
