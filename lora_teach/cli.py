@@ -34,6 +34,11 @@ COMMANDS = {  # name -> (module, one-line help)
         "lora_teach.qlora_experiment",
         "fine-tune TinyGPT with LoRA on its float and its 4-bit base (lr x seed), write JSON",
     ),
+    # notebook 11: serving many adapters
+    "train-gpt-adapters": (
+        "lora_teach.gpt_adapters",
+        "train the eight small TinyGPT adapters of notebook 11 and write them to data/adapters",
+    ),
 }
 
 

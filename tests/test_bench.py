@@ -9,6 +9,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lora_teach import bench
 from lora_teach.bench import command, latency, memory, timing
@@ -23,6 +25,9 @@ TINY = {
     "latency_width": 32,
     "rounds": 3,
     "memory_steps": 1,
+    "serving_rounds": 2,
+    "serving_lengths": [4],
+    "serving_distinct": [1, 2],
 }
 
 
@@ -251,3 +256,71 @@ def test_a_plot_that_fails_after_measuring_still_prints_the_results(saved, tmp_p
     captured = capsys.readouterr()
     assert "lora_vs_full_step" in captured.out
     assert captured.err.count("\n") == 1 and "the plot was not saved" in captured.err
+
+
+# ---------------------------------------------------------------- serving_throughput
+
+
+def test_serving_times_every_strategy_on_every_workload_in_every_round(results):
+    r = results["serving_throughput"]["cpu"]
+    assert r["rounds"] == 2 and r["rows"] == 16
+    shapes = [(w["length"], w["distinct"], w["popularity"]) for w in r["workloads"]]
+    assert shapes == [(4, 1, "uniform"), (4, 2, "uniform"), (4, 2, "skewed")]  # skewed = uniform at 1
+    for w in r["workloads"]:
+        for strategy in ("grouped", "gather", "merged"):
+            values = w["chars_per_s"][strategy]
+            assert len(values) == 2 and all(v > 0 for v in values)
+            assert (
+                w["range"][strategy]["min"] <= w["range"][strategy]["median"] <= w["range"][strategy]["max"]
+            )
+        assert set(w["merged_over"]) == {"grouped", "gather"}
+    assert set(r["crossover"]) == {"4"}
+    assert "merging stops paying" in bench.format_table(results)
+
+
+@given(
+    distinct=st.integers(1, 8),
+    rows=st.integers(8, 40),
+    popularity=st.sampled_from(["uniform", "skewed"]),
+)
+def test_popularity_names_use_every_chosen_adapter_and_only_those(distinct, rows, popularity):
+    names = [f"a{i}" for i in range(8)]
+    chosen = bench.popularity_names(names, distinct, rows, popularity)
+    counts = [chosen.count(n) for n in names[:distinct]]
+    assert len(chosen) == rows and set(chosen) == set(names[:distinct]) and min(counts) >= 1
+    if popularity == "uniform":
+        assert max(counts) - min(counts) <= 1
+    else:
+        assert counts == sorted(counts, reverse=True)  # the first adapter is the most requested
+
+
+def test_popularity_names_refuses_more_distinct_adapters_than_rows_or_names():
+    with pytest.raises(ValueError, match="distinct must be between 1 and"):
+        bench.popularity_names(["a", "b"], 3, 16, "uniform")
+    with pytest.raises(ValueError, match="popularity must be one of"):
+        bench.popularity_names(["a", "b"], 2, 16, "zipf")
+
+
+def _workload(distinct, low, high, popularity="uniform"):
+    span = {"median": (low + high) / 2, "min": low, "max": high}
+    return {"length": 16, "distinct": distinct, "popularity": popularity, "merged_over": {"gather": span}}
+
+
+def test_the_crossover_is_the_first_count_where_merging_lost_every_round():
+    from lora_teach.bench.serving import crossover
+
+    workloads = [
+        _workload(1, 1.1, 1.3),
+        _workload(2, 0.8, 1.05),
+        _workload(4, 0.6, 0.9),
+        _workload(8, 0.5, 0.7),
+    ]
+    assert crossover(workloads, 16) == 4  # at 2 the range still reaches above 1
+    assert crossover(workloads[:2], 16) is None
+    assert crossover(workloads, 64) is None
+    assert crossover([*workloads, _workload(2, 0.5, 0.6, "skewed")], 16, "skewed") == 2
+
+
+def test_serving_rounds_below_two_are_refused():
+    with pytest.raises(ValueError, match="serving_rounds must be at least 2"):
+        bench.run_benchmarks(quick=True, only=["serving_throughput"], serving_rounds=1)

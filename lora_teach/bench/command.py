@@ -24,6 +24,16 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _at_least_two(text: str) -> int:
+    """An argparse type for --serving-rounds: a whole number of at least 2 (its figures are ranges)."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected at least 2 (its figures are ranges over rounds), got {text!r}"
+        )
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``lora-teach bench``."""
     parser.add_argument("--full", action="store_true", help="whole epochs, more repeats, and the notebooks")
@@ -44,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--latency-width", type=positive_int, default=4096, help="width of the wide MLP (default 4096)"
     )
     parser.add_argument("--rounds", type=positive_int, help="interleaved latency rounds (quick 15, full 41)")
+    parser.add_argument(
+        "--serving-rounds",
+        type=_at_least_two,
+        help="interleaved serving rounds, at least 2 (quick 5, full 15)",
+    )
     parser.add_argument("--memory-steps", type=positive_int, default=5, help="timed steps per memory child")
     parser.add_argument("--notebooks", default="notebooks", help="folder of notebooks for course_seconds")
     parser.add_argument("--only", help=f"comma-separated figures to measure, among {', '.join(FIGURES)}")
@@ -65,6 +80,7 @@ def _measure(args: argparse.Namespace) -> dict:
         latency_width=args.latency_width,
         rounds=args.rounds,
         memory_steps=args.memory_steps,
+        serving_rounds=args.serving_rounds,
         notebook_dir=args.notebooks,
         only=only,
         log=lambda message: print(message, file=sys.stderr, flush=True),

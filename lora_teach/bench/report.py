@@ -20,6 +20,21 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:,.2f} MiB"
 
 
+def _median_range(r: dict, spec: str) -> str:
+    return f"{r['median']:{spec}} ({r['min']:{spec}}-{r['max']:{spec}})"
+
+
+def _crossover_text(r: dict) -> str:
+    """Per row length: the first number of distinct adapters at which an unmerged strategy beat merged
+    in every round, or that none did."""
+    most = max(w["distinct"] for w in r["workloads"])
+    return "; ".join(
+        f"length {length}: "
+        + (f"from {k} distinct adapters" if k is not None else f"not within 1 to {most} adapters")
+        for length, k in r["crossover"].items()
+    )
+
+
 def format_table(results: dict) -> str:
     """The results as readable text, one block per figure and device."""
     meta = results["meta"]
@@ -90,6 +105,24 @@ def format_table(results: dict) -> str:
             text = ", ".join(f"{k} {'n/a' if v is None else f'{v:.2f}'}" for k, v in g.items())
             lines.append(f"  {mode}: grows as width^k with k = {text}")
         lines.append(f"  peak: {r['peak_measure']}")
+    for device, r in results.get("serving_throughput", {}).items():
+        lines += [
+            "",
+            f"serving_throughput [{device}, threads={r['threads']}, {r['rows']} rows per batch, "
+            f"chars/s as median (min-max) over {r['rounds']} interleaved rounds]",
+            f"  {'length':>6} {'adapters':>8} {'popularity':<10} "
+            + " ".join(f"{s:>26}" for s in ("grouped", "gather", "merged"))
+            + f" {'merged/grouped':>18} {'merged/gather':>18}",
+        ]
+        for w in r["workloads"]:
+            cells = " ".join(
+                f"{_median_range(w['range'][s], ',.0f'):>26}" for s in ("grouped", "gather", "merged")
+            )
+            ratios = " ".join(
+                f"{_median_range(w['merged_over'][s], '.2f'):>18}" for s in ("grouped", "gather")
+            )
+            lines.append(f"  {w['length']:>6} {w['distinct']:>8} {w['popularity']:<10} {cells} {ratios}")
+        lines.append(f"  merging stops paying (uniform): {_crossover_text(r)}")
     if "course_seconds" in results:
         course = results["course_seconds"]
         lines += ["", "course_seconds"]
@@ -145,6 +178,19 @@ def markdown_summary(results: dict) -> str:
             for mode, g in r["growth_exponent"].items()
         )
         add("lora_vs_full_step", device, f"growth exponents k (~ width^k): {growth}", None)
+    for device, r in results.get("serving_throughput", {}).items():
+        for length in r["crossover"]:
+            ratios = ", ".join(
+                f"{w['distinct']}: {_median_range(w['merged_over']['gather'], '.2f')}"
+                for w in r["workloads"]
+                if str(w["length"]) == length and w["popularity"] == "uniform"
+            )
+            text = (
+                f"{r['rows']} rows x {length} chars, merged / gather chars/s by distinct adapters "
+                f"(median, range over {r['rounds']} rounds): {ratios}"
+            )
+            add("serving_throughput", device, text, None)
+        add("serving_throughput", device, f"merging stops paying: {_crossover_text(r)}", None)
     course = results.get("course_seconds")
     if course:
         add(

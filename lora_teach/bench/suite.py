@@ -16,6 +16,7 @@ from lora_teach.bench.epoch import bench_epoch
 from lora_teach.bench.latency import bench_latency
 from lora_teach.bench.memory import bench_lora_vs_full, wide_mlp
 from lora_teach.bench.pipeline import bench_data_pipeline_threads
+from lora_teach.bench.serving import bench_serving, synthetic_bank
 from lora_teach.bench.timing import devices_to_measure
 from lora_teach.models import DigitsNet
 from lora_teach.train import set_seed
@@ -26,6 +27,7 @@ FIGURES = (
     "merged_latency_ratio",
     "unmerged_latency_ratio",
     "lora_vs_full_step",
+    "serving_throughput",
     "course_seconds",
 )
 TARGETS = {  # figure -> (comparison, bound) as in issue 6
@@ -36,6 +38,7 @@ TARGETS = {  # figure -> (comparison, bound) as in issue 6
 }
 QUICK = {"pipeline_steps": 600, "repeats": 2, "rounds": 15, "widths": (256, 1024, 4096), "epoch_steps": None}
 FULL = {"pipeline_steps": None, "repeats": 3, "rounds": 41, "widths": (256, 1024, 4096), "epoch_steps": None}
+SERVING_ROUNDS = {"quick": 5, "full": 15}  # interleaved rounds of serving_throughput
 
 
 def run_benchmarks(
@@ -52,12 +55,16 @@ def run_benchmarks(
     notebook_dir: Path | str = "notebooks",
     only: Sequence[str] | None = None,
     log: Callable[[str], None] | None = None,
+    serving_rounds: int | None = None,
+    serving_lengths: Sequence[int] = (16, 64),
+    serving_distinct: Sequence[int] = (1, 2, 4, 8),
 ) -> dict:
     """Measure every figure (or those in ``only``) on the CPU, and on CUDA when present.
 
     Returns {figure name: {device: measurement}} (``course_seconds``: one measurement
     or None) plus ``meta``. ``quick`` times ``pipeline_steps`` steps at batch size 10
     (default 600) instead of the whole epoch; the course runs only when not quick.
+    ``serving_rounds`` (quick 5, full 15), ``serving_lengths`` and ``serving_distinct`` size the serving figure.
     """
     settings = QUICK if quick else FULL
     if pipeline_steps == "default":
@@ -65,7 +72,11 @@ def run_benchmarks(
     repeats = settings["repeats"] if repeats is None else repeats
     rounds = settings["rounds"] if rounds is None else rounds
     widths = tuple(settings["widths"] if widths is None else widths)
+    serving_rounds = (
+        SERVING_ROUNDS["quick" if quick else "full"] if serving_rounds is None else serving_rounds
+    )
     counts = {
+        "serving_rounds": serving_rounds,
         "repeats": repeats,
         "rounds": rounds,
         "latency_width": latency_width,
@@ -74,11 +85,20 @@ def run_benchmarks(
     counts.update({"pipeline_steps": pipeline_steps or 1, "epoch_steps": epoch_steps or 1})
     counts.update({f"widths[{i}]": w for i, w in enumerate(widths)})
     counts.update({f"thread_counts[{i}]": n for i, n in enumerate(thread_counts or ())})
+    counts.update({f"serving_lengths[{i}]": n for i, n in enumerate(serving_lengths)})
+    counts.update({f"serving_distinct[{i}]": n for i, n in enumerate(serving_distinct)})
     for name, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if not widths:
         raise ValueError("widths must name at least one width")
+    if serving_rounds < 2:
+        raise ValueError(f"serving_rounds must be at least 2 (its figures are ranges), got {serving_rounds}")
+    if not serving_lengths or not serving_distinct or max(serving_distinct) > 8:
+        raise ValueError(
+            f"serving_lengths and serving_distinct must be non-empty, distinct counts at most 8 (the bench's "
+            f"adapters), got {list(serving_lengths)} and {list(serving_distinct)}"
+        )
     default_threads = torch.get_num_threads()
     thread_counts = tuple(thread_counts or sorted({1, default_threads}))
     course = (not quick) if course is None else course
@@ -149,6 +169,12 @@ def run_benchmarks(
             log(f"[{name}] LoRA vs full fine-tuning per step, widths {list(widths)} ...")
             results.setdefault("lora_vs_full_step", {})[name] = bench_lora_vs_full(
                 widths, steps=memory_steps, threads=default_threads, device=device
+            )
+        if "serving_throughput" in only:
+            log(f"[{name}] serving many adapters: grouped, gather, merged ...")
+            bank = synthetic_bank(8, device)
+            results.setdefault("serving_throughput", {})[name] = bench_serving(
+                bank, lengths=serving_lengths, distinct=serving_distinct, rounds=serving_rounds, log=log
             )
     if "course_seconds" in only:
         if course:
