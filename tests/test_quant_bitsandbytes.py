@@ -65,7 +65,9 @@ def test_the_codes_are_bitsandbytes():
 
 
 def test_nf4_equals_create_normal_map_where_scipy_is_installed():
-    pytest.importorskip("scipy", reason="bitsandbytes' create_normal_map needs scipy (the [test] extra installs it)")
+    pytest.importorskip(
+        "scipy", reason="bitsandbytes' create_normal_map needs scipy (the [test] extra installs it)"
+    )
     values = BF.create_normal_map()  # 256 values: the 15 non-zero ones and zeros as padding
     assert same_bits(nf4_code(), torch.cat([values[values < 0], values.new_zeros(1), values[values > 0]]))
 
