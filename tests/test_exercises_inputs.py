@@ -323,3 +323,31 @@ def test_the_prompt_of_ink_fraction_says_any_size():
         "".join(c["source"]) for c in cells if "Write `ink_fraction(image)`" in "".join(c["source"])
     )
     assert "any height and width" in prompt and "a 28 x 28 `uint8`\ntensor" not in prompt
+
+
+def _shifted(reference, dtype):
+    """The right answer in ``dtype``, every floating value moved by 0.5: wrong, and still checkable."""
+
+    def shift(value):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.to(dtype) + 0.5
+        if isinstance(value, (tuple, list)):
+            return type(value)(shift(v) for v in value)
+        if isinstance(value, float):
+            return value + 0.5
+        return value
+
+    return lambda *args: shift(reference(*args))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("key", [k for k in FUNCTION_KEYS if k not in ("nb04.q3", "nb08.q1")])
+def test_a_wrong_answer_in_either_float_type_is_told_what_is_wrong(key, dtype, capsys):
+    """A wrong float answer of either type gets a reason, never "could not be checked"; the two questions
+    left out return nothing to shift (a model changed in place, groups of parameters)."""
+    result = _question(key).check(_shifted(_reference_function(key), dtype))
+    line = capsys.readouterr().out
+    if key in ("nb11.q1", "nb11.q4", "nb04.q1", "nb02.q4", "nb03.q3", "nb10.q4", "nb07.q2", "nb06.q3"):
+        return  # answers that hold no float (counts, names, bytes) or whose shifted value is still checked
+    assert not result, line
+    assert line.startswith("Incorrect") and "could not be checked" not in line, line
