@@ -349,3 +349,16 @@ def test_a_function_that_hard_codes_the_visible_inputs_fails_on_hidden_ones(tmp_
         return (image > 0).float().mean().item()
 
     assert _recheck(tmp_path / "honest", "nb00.q2", ink_fraction)[0] == "correct"
+
+
+def test_a_check_the_hang_prevented_is_timeout_and_one_an_error_prevented_is_not_run():
+    run = grade.NotebookRun(ended="timeout", reason="stopped (still running cell 6)", hung_cell=6)
+    run.check_cells = {"nb00.q1": 4, "nb00.q2": 8}
+    run.cell_errors = [(3, "NameError: name 'x' is not defined")]
+    questions = [grade.Question("nb00", "q1", "q1"), grade.Question("nb00", "q2", "q2")]
+    q1, q2 = grade.rows_for_run("erin", NAME, questions, run)
+    assert (q1.status, q1.feedback) == (
+        "not_run",
+        "the check never ran; cell 3 raised NameError: name 'x' is not defined",
+    )
+    assert (q2.status, q2.feedback, q2.run) == ("timeout", "stopped (still running cell 6)", "timed out")

@@ -348,16 +348,16 @@ def _unchecked(key: str, run: NotebookRun) -> tuple[str, str]:
     """Why a question has no check: the time limit cut the run before its cell, or an earlier cell
     raised (then the error is named), or the run failed."""
     cell = run.check_cells.get(key)
-    errors_before = [f"cell {i} raised {e}" for i, e in run.cell_errors if cell is None or i <= cell]
     if run.ended == "timeout" and (cell is None or run.hung_cell is None or cell >= run.hung_cell):
-        if not errors_before or cell is None:
-            return "timeout", run.reason
+        return "timeout", run.reason  # the hang came first: this check's cell never started
     if run.ended == "error":
         return "error", run.reason
-    if errors_before:
-        return "not_run", f"the check never ran; {errors_before[0]}"
-    if run.ended == "timeout":
-        return "timeout", run.reason
+    errors = [f"cell {i} raised {e}" for i, e in run.cell_errors if cell is None or i <= cell]
+    if errors:  # the check's cell, or one before it, raised (even if a later cell then hung)
+        return (
+            "not_run",
+            f"the check never ran; {errors[-1] if cell in (i for i, _ in run.cell_errors) else errors[0]}",
+        )
     return "not_run", "the check never ran" + ("" if cell else " (the notebook has no such check cell)")
 
 
