@@ -362,3 +362,16 @@ def test_a_check_the_hang_prevented_is_timeout_and_one_an_error_prevented_is_not
         "the check never ran; cell 3 raised NameError: name 'x' is not defined",
     )
     assert (q2.status, q2.feedback, q2.run) == ("timeout", "stopped (still running cell 6)", "timed out")
+
+
+def test_missing_baselines_are_refused_in_one_line_and_nothing_is_written(tmp_path, capsys, monkeypatch):
+    course = tmp_path / "course"
+    _write(course / "01_rank_and_decomposition.ipynb", _notebook("model = pretrained_digitsnet('corrected')"))
+    subs = tmp_path / "submissions"
+    _write(subs / "alice" / "01_rank_and_decomposition.ipynb", _notebook("x = 1"))
+    monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path / "no_checkpoints"))
+    out = tmp_path / "results" / "grades.csv"
+    assert cli.main(["grade", str(subs), "--out", str(out), "--notebooks", str(course)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "notebook 01 loads the trained baselines" in err
+    assert "--build-checkpoints" in err and not (tmp_path / "results").exists()

@@ -417,7 +417,8 @@ def check_checkpoints(notebooks: Path, graded: list[str]) -> None:
     missing = [name for name in BASELINES if not (checkpoint_dir() / name).exists()]
     if users and missing:
         raise GradeError(
-            f"{', '.join(n[:2] for n in users)} load the trained baselines and {checkpoint_dir()} lacks "
+            f"notebook{'s' if len(users) > 1 else ''} {', '.join(n[:2] for n in users)} "
+            f"load{'' if len(users) > 1 else 's'} the trained baselines and {checkpoint_dir()} lacks "
             f"{len(missing)} of them ({missing[0]}, ...); build them once (a few minutes) with "
             "lora-teach grade ... --build-checkpoints, or run the course notebooks once"
         )
@@ -534,6 +535,7 @@ def _grade_student(
 
 def append_rows(path: Path, rows: list[GradeRow]) -> None:
     """Append ``rows`` to the CSV at ``path`` (with the header when it is new), flushed to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     with path.open("a", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, fieldnames=COLUMNS)
@@ -671,11 +673,9 @@ def run(args: argparse.Namespace) -> int:
     if args.force:
         for path in (args.out, partial):
             path.unlink(missing_ok=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    feedback.mkdir(parents=True, exist_ok=True)
-    _logs(feedback).mkdir(exist_ok=True)
 
     def done(student: str, rows: list[GradeRow], notes: list[str]) -> None:
+        feedback.mkdir(parents=True, exist_ok=True)
         (feedback / f"{student}.md").write_text(student_summary(student, rows), encoding="utf-8")
         counts = {s: sum(row.status == s for row in rows) for s in STATUSES}
         others = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n and s != "correct")
