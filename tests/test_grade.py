@@ -375,3 +375,21 @@ def test_missing_baselines_are_refused_in_one_line_and_nothing_is_written(tmp_pa
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "notebook 01 loads the trained baselines" in err
     assert "--build-checkpoints" in err and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--memory", "10M"), ("--memory", "lots"), ("--max-processes", "3"), ("--max-processes", "x")],
+)
+def test_limits_are_checked_in_one_line(tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["grade", str(tmp_path), "--out", str(tmp_path / "g.csv"), option, value])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and option in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_check_keeps_the_answers_it_was_given_for_the_grader():
+    from lora_teach.course.exercises import nb00
+
+    nb00.q1.check(28 * 28)
+    assert nb00.q1.last_answers == (784,)
