@@ -55,3 +55,120 @@ def hidden_inputs(key: str, module: types.ModuleType) -> Iterator[None]:
     finally:
         module.__dict__.clear()
         module.__dict__.update(saved)
+
+
+# ---------------------------------------------------------------- checks whose inputs are fixed in the check
+# For these, the student's function is compared with the course's reference solution (solutions.json,
+# defined here, never from the notebook) on inputs drawn from the shifted seed; expected values first,
+# each call on its own copies.
+
+
+def _ints(generator: torch.Generator, low: int, high: int, n: int = 1) -> list[int]:
+    return torch.randint(low, high, (n,), generator=generator).tolist()
+
+
+def _cases_nb01_q3(g: torch.Generator) -> list[tuple]:
+    cases = []
+    for k in (3, 7, 12):
+        S = torch.rand(k, generator=g, dtype=torch.float64).sort(descending=True).values * 10
+        cases.append((S, _ints(g, 0, k)[0]))
+    return cases
+
+
+def _cases_nb02_q4(g: torch.Generator) -> list[tuple]:
+    return [tuple(_ints(g, 1, 97, 5)) for _ in range(4)]
+
+
+def _cases_nb03_q3(g: torch.Generator) -> list[tuple]:
+    totals = _ints(g, 800, 1200, 10)
+    return [(_ints(g, 0, 300, 10), totals, 5), (_ints(g, 0, 300, 10), totals, 3)]
+
+
+def _cases_nb04_q1(g: torch.Generator) -> list[tuple]:
+    return [tuple(_ints(g, 1, 2000, 2) + _ints(g, 1, 64)) for _ in range(4)]
+
+
+def _cases_nb07_q2(g: torch.Generator) -> list[tuple]:
+    state = {}
+    for name, r in zip(("enc.0", "enc.2", "head"), _ints(g, 1, 17, 3), strict=True):
+        state[f"{name}.lora_A"] = torch.randn(r, 5, generator=g)
+        state[f"{name}.lora_B"] = torch.randn(4, r, generator=g)
+    return [(state,)]
+
+
+def _cases_nb10_q3(g: torch.Generator) -> list[tuple]:
+    return [(0.97 + 0.02 * torch.rand(1, generator=g).item(),)]
+
+
+def _cases_nb11_q1(g: torch.Generator) -> list[tuple]:
+    names = ["math", "poetry", "code", "legal"]
+    return [([names[i] for i in _ints(g, 0, 4, n)],) for n in (1, 6, 11)]
+
+
+CASES: dict[str, Callable[[torch.Generator], list[tuple]]] = {
+    "nb01.q3": _cases_nb01_q3,
+    "nb02.q4": _cases_nb02_q4,
+    "nb03.q3": _cases_nb03_q3,
+    "nb04.q1": _cases_nb04_q1,
+    "nb07.q2": _cases_nb07_q2,
+    "nb10.q3": _cases_nb10_q3,
+    "nb11.q1": _cases_nb11_q1,
+}
+
+
+def _copy(value: object) -> object:
+    import copy
+
+    return copy.deepcopy(value)
+
+
+def same(got: object, expected: object) -> bool:
+    """Equal, with numbers and tensors compared to a relative 1e-6."""
+    import math
+
+    if isinstance(expected, torch.Tensor) or isinstance(got, torch.Tensor):
+        try:
+            got_t, expected_t = torch.as_tensor(got).double(), torch.as_tensor(expected).double()
+        except (TypeError, ValueError, RuntimeError):
+            return False
+        return got_t.shape == expected_t.shape and torch.allclose(got_t, expected_t, rtol=1e-6, atol=1e-9)
+    if isinstance(expected, bool) or isinstance(got, bool):
+        return got == expected
+    if isinstance(expected, (int, float)) and isinstance(got, (int, float)):
+        return math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
+    if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
+        return len(got) == len(expected) and all(same(a, b) for a, b in zip(got, expected, strict=True))
+    if isinstance(expected, dict) and isinstance(got, dict):
+        return got.keys() == expected.keys() and all(same(got[k], expected[k]) for k in expected)
+    return got == expected
+
+
+def reference(key: str) -> Callable:
+    """The course's reference solution of ``key``, defined from solutions.json."""
+    import math
+
+    from lora_teach.course.solutions import recorded_solutions
+
+    source = recorded_solutions()[key]
+    namespace: dict = {"torch": torch, "math": math}
+    exec(compile(source, f"<reference {key}>", "exec"), namespace)  # noqa: S102 - the course's own code
+    name = source.lstrip().removeprefix("def ").partition("(")[0]
+    return namespace[name]
+
+
+def compare_with_reference(key: str, function: Callable) -> str | None:
+    """None when ``function`` agrees with the reference on the hidden cases of ``key`` (or it has
+    none); otherwise a one-line reason that names no expected value."""
+    if key not in CASES:
+        return None
+    expected_function = reference(key)
+    cases = CASES[key](torch.Generator().manual_seed(SEED_SHIFT))
+    expected = [expected_function(*_copy(case)) for case in cases]  # all expected values first
+    for number, (case, want) in enumerate(zip(cases, expected, strict=True), start=1):
+        try:
+            got = function(*_copy(case))
+        except Exception as error:  # noqa: BLE001 - any failure is a wrong answer here
+            return f"hidden case {number} raised {type(error).__name__}"
+        if not same(got, want):
+            return f"hidden case {number} gives a different result"
+    return None

@@ -69,6 +69,14 @@ def main(argv: list[str]) -> int:
         if status == "correct" and any(callable(v) for v in values):
             with hidden.hidden_inputs(key, modules[key.partition(".")[0]]):
                 hidden_status, hidden_message = verdict(checkers[key], values)
+            if hidden_status == "correct" and len(values) == 1:
+                try:
+                    reason = hidden.compare_with_reference(key, values[0])
+                except Exception as error:  # noqa: BLE001 - a reference that cannot run is the grader's problem
+                    reason = None
+                    print(f"hidden cases of {key} could not run: {type(error).__name__}", file=sys.stderr)
+                if reason:
+                    hidden_status, hidden_message = "incorrect", reason
             if hidden_status != "correct":
                 status = "incorrect"
                 message = f"passes the visible check but not on hidden inputs (other seeds and shapes): {hidden_message}"
