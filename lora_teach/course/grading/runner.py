@@ -8,6 +8,7 @@ untrusted and re-checks the answers elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -53,6 +54,7 @@ def run(path: Path, out: Path, timeout: float) -> dict:
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from nbclient.util import ensure_async
 
     result: dict = {"ended": "ok", "reason": "", "cell_errors": [], "hung_cell": None}
     try:
@@ -71,13 +73,25 @@ def run(path: Path, out: Path, timeout: float) -> dict:
         if cell_index == 0:
             deadline[0] = time.monotonic() + timeout
 
-    client = NotebookClient(
+    class _Client(NotebookClient):
+        """At the time limit: interrupt the running cell, then stop (the kernel, idle again, then
+        shuts down gracefully instead of being killed mid-message)."""
+
+        async def _async_handle_timeout(self, timeout: int, cell=None):
+            await ensure_async(self.km.interrupt_kernel())
+            try:  # the interrupted cell's reply: the kernel is idle once it has sent it
+                await ensure_async(self.kc.shell_channel.get_msg(timeout=10))
+                await asyncio.sleep(0.5)
+            except Exception:  # noqa: BLE001, S110 - a kernel that does not answer is shut down all the same
+                pass
+            raise CellTimeoutError.error_from_timeout_and_cell("Cell execution timed out", timeout, cell)
+
+    client = _Client(
         notebook,
         kernel_name="python3",
         allow_errors=True,
         timeout=max(1, int(timeout)),
         startup_timeout=120,
-        shutdown_kernel="immediate",
         resources={"metadata": {"path": str(path.parent)}},
         on_cell_start=started,
     )
