@@ -64,12 +64,16 @@ def memory_bytes(text: str) -> int:
 
 
 def readable_roots(extra: list[Path]) -> list[Path]:
-    """What a box reads: the system, Python (its prefixes and import path) and ``extra`` (the course,
-    its data); the instructor's home is seen only where Python itself lives in it."""
+    """What a box reads: the system, Python (its prefixes and the import path inside them) and
+    ``extra`` (the course's package and data). Other folders on the import path (a clone's root, from
+    an editable install or PYTHONPATH) are left out: a class's submissions may sit in that clone."""
     roots = [Path(p) for p in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc", "/opt")]
-    roots += [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent]
-    roots += [Path(p) for p in sys.path if p and Path(p).is_absolute()]
-    roots += [Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    prefixes = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent]
+    roots += prefixes
+    for entry in sys.path:
+        path = Path(entry).resolve() if entry else None
+        if path and any(path == p.resolve() or p.resolve() in path.parents for p in prefixes):
+            roots.append(path)
     roots += extra
     kept: list[Path] = []
     for root in sorted({p.resolve() for p in roots if p.exists()}, key=lambda p: len(p.parts)):
