@@ -394,3 +394,77 @@ def test_a_check_keeps_the_answers_it_was_given_for_the_grader():
 
     nb00.q1.check(28 * 28)
     assert nb00.q1.last_answers == (784,)
+
+
+def test_no_sandbox_is_warned_in_the_terminal_and_in_every_row(tmp_path, course, capsys):
+    subs = tmp_path / "submissions"
+    (subs / "frank").mkdir(parents=True)
+    (subs / "frank" / NAME).write_text('{"cells": [', encoding="utf-8")  # quick to run: not a notebook
+    out = tmp_path / "grades.csv"
+    argv = [
+        "grade",
+        str(subs),
+        "--out",
+        str(out),
+        "--notebooks",
+        str(course),
+        "--no-sandbox",
+        "--no-progress",
+    ]
+    assert cli.main(argv) == 0
+    assert "warning: --no-sandbox" in capsys.readouterr().err
+    rows = list(_rows(out).values())
+    assert rows and all("not boxed (--no-sandbox)" in row["feedback"] for row in rows)
+
+
+def _broken_class(tmp_path: Path) -> Path:
+    subs = tmp_path / "submissions"
+    for student in ("frank", "gina"):
+        (subs / student).mkdir(parents=True)
+        (subs / student / NAME).write_text('{"cells": [', encoding="utf-8")  # quick: not a notebook
+    return subs
+
+
+@needs_bwrap
+def test_rows_are_on_disk_as_each_student_finishes(tmp_path, course):
+    partial = tmp_path / "grades.csv.partial"
+
+    def crash_after_the_first(student, rows, notes):
+        raise RuntimeError("the grader crashed")
+
+    with pytest.raises(RuntimeError):
+        grade.grade_class(
+            _broken_class(tmp_path),
+            course,
+            30,
+            progress=False,
+            partial=partial,
+            on_student=crash_after_the_first,
+        )
+    assert {row["student"] for row in _rows(partial).values()} == {"frank"}
+
+
+@needs_bwrap
+def test_a_csv_written_meanwhile_by_another_grader_is_kept(tmp_path, course, capsys, monkeypatch):
+    out = tmp_path / "grades.csv"
+    append = grade.append_rows
+
+    def other_grader_writes_too(path, rows):
+        append(path, rows)
+        if not out.exists():
+            out.write_text("the other grader's rows\n")
+
+    monkeypatch.setattr(grade, "append_rows", other_grader_writes_too)
+    argv = [
+        "grade",
+        str(_broken_class(tmp_path)),
+        "--out",
+        str(out),
+        "--notebooks",
+        str(course),
+        "--no-progress",
+    ]
+    assert cli.main(argv) == 1
+    assert out.read_text() == "the other grader's rows\n"
+    assert "appeared while grading" in capsys.readouterr().err
+    assert len(_rows(tmp_path / "grades.csv.partial")) == 4
