@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_teach.course.grading import box
-from lora_teach.course.grading.snapshot import Student, match_notebook, snapshot
-
-__all__ = ["match_notebook"]
+from lora_teach.course.grading.snapshot import Student, snapshot
+from lora_teach.course.grading.snapshot import match_notebook as match_notebook  # re-exported
 
 # Every status a row can have; the first three come from the checks themselves.
 STATUSES = (
@@ -38,7 +37,6 @@ STATUSES = (
 )
 CHECK_STATUSES = ("correct", "incorrect", "not_attempted")
 COLUMNS = ["student", "notebook", "question", "title", "status", "feedback", "run"]
-RUNS = ("ran", "timed out", "error", "missing")  # the ``run`` column: how the notebook's run ended
 DEFAULT_TIMEOUT = 900.0
 CHECK_CALL = re.compile(r"\b(nb\d\d)\.(q\d+)\.check\(")
 RECHECK_WALL = 300.0  # seconds a re-check may take
