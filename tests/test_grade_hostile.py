@@ -19,7 +19,11 @@ WRONG = "nb00.q1.check(5)"
 
 def _attacks(canary: Path, victim: Path) -> dict[str, list[str]]:
     """student -> the cells of their notebook (each also answers q1 wrongly, so a correct row is forged)."""
-    detached = f"import time; time.sleep(30); open({str(canary)!r}, 'w').write('lora-teach-canary')"
+    grades = canary.with_name("grades.csv")  # the grader's output: edited after the grader exits?
+    detached = (
+        f"import time; time.sleep(30); open({str(canary)!r}, 'w').write('lora-teach-canary'); "
+        f"open({str(grades)!r}, 'a').write('detached,nb00.q1,x,x,correct,forged,ran')"
+    )
     listener = "import lora_teach.course.exercises as ex\nlistener = ex._listener\n"
     return {
         "junk_line": [
@@ -115,6 +119,7 @@ def test_a_hostile_class_earns_nothing_and_changes_nothing(tmp_path, capsys):
     assert cli.main(argv) == 0
     terminal = capsys.readouterr()
     assert _student_processes() == [], "a student's process survived its notebook"
+    assert "forged" not in out.read_text()
 
     with out.open(newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
