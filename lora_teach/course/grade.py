@@ -485,9 +485,10 @@ def grade_class(
         logs = logs or private / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for number, student in enumerate(students, start=1):
-            if progress:
+            if progress:  # on a terminal: a line that the student's result line then replaces
                 print(
-                    f"[{number}/{len(students)}] running {student.name}'s notebooks ...",
+                    f"\r[{number}/{len(students)}] running {student.name}'s notebooks ...",
+                    end="",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -672,12 +673,16 @@ def run(args: argparse.Namespace) -> int:
         for path in (args.out, partial):
             path.unlink(missing_ok=True)
 
+    progress = not args.no_progress and sys.stderr.isatty()
+
     def done(student: str, rows: list[GradeRow], notes: list[str]) -> None:
         feedback.mkdir(parents=True, exist_ok=True)
         (feedback / f"{student}.md").write_text(student_summary(student, rows), encoding="utf-8")
         counts = {s: sum(row.status == s for row in rows) for s in STATUSES}
         others = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n and s != "correct")
         note = f"; {'; '.join(notes)}" if notes else ""
+        if progress:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
         print(
             f"{student}: {counts['correct']} of {len(rows)} correct"
             + (f" ({others})" if others else "")
@@ -692,7 +697,7 @@ def run(args: argparse.Namespace) -> int:
             args.submissions,
             args.notebooks,
             args.timeout,
-            progress=not args.no_progress,
+            progress=progress,
             sandbox=not args.no_sandbox,
             limits=box.Limits(args.memory, args.max_processes),
             partial=partial,
