@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lora_teach import cli
+from lora_teach.course.grading import box
 from tests.test_grade import NAME, Q1, Q2, _notebook, _write, needs_bwrap
 
 WRONG = "nb00.q1.check(5)"
@@ -61,11 +62,13 @@ def _attacks(canary: Path, victim: Path) -> dict[str, list[str]]:
             "def ink_fraction(image):\n    return {4: 0.25, 6: 0.0, 12: 4 / 12, 784: 1.0}[image.numel()]\n\n\n"
             "nb00.q2.check(ink_fraction)"
         ],
-        "fork_bomb": [
-            "import os\nchildren = 0\nfor _ in range(2000):\n    try:\n        if os.fork() == 0:\n"
+        "exec_answer": [
+            "from lora_teach.course.exercises import nb00\nexec(nb00.q2.answer)\nnb00.q2.check(ink_fraction)"
+        ],
+        "fork_bomb": [  # q1 is right only if all 100 forks succeeded: the limit of 64 must stop it
+            "import os\nchildren = 0\nfor _ in range(100):\n    try:\n        if os.fork() == 0:\n"
             "            import time\n            time.sleep(60)\n            os._exit(0)\n        children += 1\n"
-            "    except OSError:\n        break\nprint(children)",
-            WRONG,
+            "    except OSError:\n        break\nnb00.q1.check(784 if children == 100 else 5)",
         ],
         "memory_bomb": ["try:\n    hog = bytearray(64 << 30)\nexcept MemoryError:\n    pass", WRONG],
     }
@@ -98,7 +101,10 @@ def test_a_hostile_class_earns_nothing_and_changes_nothing(tmp_path, capsys):
     canary = tmp_path / "canary.txt"
     canary.write_text("the instructor's file\n")
     victim = _write(subs / "zoe" / NAME, _notebook(Q1, Q2))  # honest, graded last
-    for student, cells in _attacks(canary, victim).items():
+    attacks = _attacks(canary, victim)
+    if not box.process_limit_enforced():  # root without a pids cgroup: RLIMIT_NPROC does not bind root
+        del attacks["fork_bomb"]
+    for student, cells in attacks.items():
         _write(subs / student / NAME, _notebook(*cells))
     (subs / "symlink").mkdir()
     (subs / "symlink" / NAME).symlink_to("/etc/passwd")
@@ -115,6 +121,8 @@ def test_a_hostile_class_earns_nothing_and_changes_nothing(tmp_path, capsys):
         "--timeout",
         "60",
         "--no-progress",
+        "--max-processes",
+        "64",
     ]
     assert cli.main(argv) == 0
     terminal = capsys.readouterr()
@@ -130,13 +138,13 @@ def test_a_hostile_class_earns_nothing_and_changes_nothing(tmp_path, capsys):
     assert status[("replace_checker", "nb00.q1")] == "error"  # its check reports from "__main__": tampered
     assert status[("patch_report", "nb00.q1")] == "mismatch"
     assert status[("hard_coded", "nb00.q2")] == "mismatch"
+    assert status[("exec_answer", "nb00.q2")] == "error"  # no source to re-check: the instructor reads it
     assert status[("junk_line", "nb00.q1")] == "error"
     assert status[("call_listener", "nb00.q1")] == "error"  # a record with no answers behind it
     assert status[("kill_parent", "nb00.q1")] in ("error", "incorrect")
     assert {q for s, q in status if s == "call_listener"} == {"nb00.q1", "nb00.q2"}  # no q9 row
-    assert (
-        status[("fork_bomb", "nb00.q1")] == "incorrect" and status[("memory_bomb", "nb00.q1")] == "incorrect"
-    )
+    assert status.get(("fork_bomb", "nb00.q1"), "incorrect") == "incorrect"  # stopped by the limit
+    assert status[("memory_bomb", "nb00.q1")] == "incorrect"
     passwd = Path("/etc/passwd").read_text()
     assert (
         "root:" not in out.read_text()

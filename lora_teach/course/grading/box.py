@@ -145,6 +145,17 @@ class _ProcessCgroup:
                 time.sleep(0.1)
 
 
+def process_limit_enforced() -> bool:
+    """Whether ``Limits.processes`` binds here: a pids cgroup can be made, or the grader is not root
+    (RLIMIT_NPROC)."""
+    if os.geteuid() != 0:
+        return True
+    group = _ProcessCgroup(16)
+    enforced = group.path is not None
+    group.remove()
+    return enforced
+
+
 def run_limited(command: list[str], limits: Limits, wall: float, log: Path, boxed: bool = True) -> Finished:
     """Run ``command`` with the limits, stdout and stderr into ``log``, killed (with everything it
     started) after ``wall`` seconds. Unboxed (``--no-sandbox``) it runs in a session of its own."""
