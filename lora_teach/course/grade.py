@@ -417,7 +417,7 @@ def check_checkpoints(notebooks: Path, graded: list[str]) -> None:
         raise GradeError(
             f"notebook{'s' if len(users) > 1 else ''} {', '.join(n[:2] for n in users)} "
             f"load{'' if len(users) > 1 else 's'} the trained baselines and {checkpoint_dir()} lacks "
-            f"{len(missing)} of them ({missing[0]}, ...); build them once (a minute or two) with "
+            f"{len(missing)} of them ({missing[0]}, ...); build them once (about a minute) with "
             "lora-teach grade ... --build-checkpoints, or run the course notebooks once"
         )
 
@@ -647,7 +647,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--build-checkpoints",
         action="store_true",
-        help="train the DigitsNet baselines first if data/checkpoints lacks them (once, a minute or two)",
+        help="train the DigitsNet baselines first if data/checkpoints lacks them (once, about a minute)",
     )
 
 
