@@ -468,3 +468,17 @@ def test_a_csv_written_meanwhile_by_another_grader_is_kept(tmp_path, course, cap
     assert out.read_text() == "the other grader's rows\n"
     assert "appeared while grading" in capsys.readouterr().err
     assert len(_rows(tmp_path / "grades.csv.partial")) == 4
+
+
+def test_what_a_box_wrote_is_read_without_following_links(tmp_path):
+    out = tmp_path / "out"
+    (out / "answers" / "a1").mkdir(parents=True)
+    (out / "answers" / "a1" / "answers.json").write_text("[]")
+    (out / "answers" / "a2").symlink_to("/etc")  # a student's link to the instructor's files
+    (out / "answers" / "a1" / "x.npy").symlink_to("/etc/passwd")
+    (out / "run.json").symlink_to("/etc/passwd")
+    grade.copy_answers(out / "answers", tmp_path / "copy")
+    assert sorted(p.name for p in (tmp_path / "copy").rglob("*")) == ["a1", "answers.json"]
+    run = grade.NotebookRun()
+    grade._read_run(out, run, box.Finished(0, 1.0), 10)
+    assert run.ended == "error" and "malformed" in run.reason and "root" not in run.reason

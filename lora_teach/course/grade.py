@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -171,9 +172,11 @@ def make_setup(timeout: float, limits: box.Limits | None = None, sandbox: bool =
     return Setup(timeout, limits or box.Limits(), sandbox, readable, box.box_env(env))
 
 
-def _command(setup: Setup, argv: list[str], binds: dict[str, Path]) -> list[str]:
+def _command(
+    setup: Setup, argv: list[str], binds: dict[str, Path], readonly: dict[str, Path] | None = None
+) -> list[str]:
     if setup.sandbox:
-        return box.box_command(argv, binds, setup.readable, setup.env)
+        return box.box_command(argv, binds, setup.readable, setup.env, readonly)
     return argv
 
 
@@ -201,7 +204,7 @@ def run_notebook(path: Path, setup: Setup, work: Path, log: Path) -> NotebookRun
 def _read_run(out: Path, result: NotebookRun, finished: box.Finished, timeout: float) -> None:
     """Fill ``result`` from the box's files, trusting none of them: a malformed file is an error."""
     try:
-        run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        run = json.loads(_read_small(out / "run.json"))
         ended, reason = str(run["ended"]), _first_line(run["reason"])
         if ended not in ("ok", "timeout", "error"):
             raise ValueError(ended)
@@ -224,10 +227,10 @@ def _read_run(out: Path, result: NotebookRun, finished: box.Finished, timeout: f
             "the run's report was malformed (changed from inside the notebook?)",
         )
     try:
-        lines = (out / "events.jsonl").read_text(encoding="utf-8").splitlines()
+        lines = _read_small(out / "events.jsonl").splitlines()
     except FileNotFoundError:
         lines = []
-    except (OSError, UnicodeDecodeError):
+    except (OSError, ValueError):
         lines = ["<unreadable>"]
     for line in lines:
         try:
@@ -250,37 +253,101 @@ def _read_run(out: Path, result: NotebookRun, finished: box.Finished, timeout: f
             result.answers.pop(key, None)
 
 
+def _read_small(path: Path, limit: int = 16 << 20) -> str:
+    """A file the box wrote: never through a symbolic link, a regular file, at most ``limit`` bytes."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            raise ValueError(f"{path.name} is not a small regular file")
+        return os.read(descriptor, limit + 1).decode("utf-8")
+    finally:
+        os.close(descriptor)
+
+
 def _int_file(path: Path) -> int | None:
     try:
-        return int(path.read_text()[:12])
+        return int(_read_small(path)[:12])
     except (OSError, ValueError):
         return None
 
 
+def copy_answers(source: Path, target: Path, limit: int = 256 << 20) -> None:
+    """Copy the answers the box wrote into a folder of the grader's: only regular files and folders,
+    never through a symbolic link, at most ``limit`` bytes in all (the rest is left out)."""
+    target.mkdir()
+    if source.is_symlink() or not source.is_dir():
+        return
+    budget = [limit]
+
+    def walk(here: Path, there: Path, depth: int) -> None:
+        with os.scandir(here) as entries:
+            for entry in entries:
+                if entry.is_symlink() or not re.fullmatch(r"[\w.-]{1,64}", entry.name):
+                    continue
+                if entry.is_dir(follow_symlinks=False) and depth < 3:
+                    (there / entry.name).mkdir()
+                    walk(Path(entry.path), there / entry.name, depth + 1)
+                elif entry.is_file(follow_symlinks=False):
+                    try:
+                        data = _read_small(Path(entry.path), budget[0]).encode("utf-8")
+                    except (OSError, ValueError):
+                        data = _read_bytes(Path(entry.path), budget[0])
+                    if data is not None:
+                        budget[0] -= len(data)
+                        (there / entry.name).write_bytes(data)
+
+    walk(source, target, 0)
+
+
+def _read_bytes(path: Path, limit: int) -> bytes | None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        chunks, size = [], 0
+        while size <= info.st_size:
+            chunk = os.read(descriptor, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)
+
+
 def _has_function(folder: Path) -> bool:
     try:
-        return '"t": "function"' in (folder / "answers.json").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return '"t": "function"' in _read_small(folder / "answers.json")
+    except (OSError, ValueError):
         return False
 
 
 def _recheck(setup: Setup, work: Path, result: NotebookRun, log: Path) -> None:
     """Re-check the answers outside the kernel: data answers in one fresh box (no student code runs
-    there), function answers in another."""
+    there), function answers in another; each reads a copy the grader made (no link the student
+    planted is followed), mounted read-only."""
     if not result.answers:
         return
-    groups = {"data": [], "functions": []}
+    answers = work / "answers"
+    copy_answers(work / "out" / "answers", answers)
+    groups: dict[str, list[str]] = {"data": [], "functions": []}
     for key, folder in result.answers.items():
-        groups["functions" if _has_function(folder) else "data"].append(key)
+        groups["functions" if _has_function(answers / folder.name) else "data"].append(key)
     for group, keys in groups.items():
         if not keys:
             continue
         scratch = work / f"recheck-{group}"
         scratch.mkdir()
-        answers_dir = "/box/answers" if setup.sandbox else str(work / "out" / "answers")
+        answers_dir = "/box/answers" if setup.sandbox else str(answers)
         items = [{"key": k, "folder": f"{answers_dir}/{result.answers[k].name}"} for k in keys]
         (scratch / "items.json").write_text(json.dumps(items), encoding="utf-8")
-        inside = {"/box/recheck": scratch, "/box/answers": work / "out" / "answers"} if setup.sandbox else {}
+        inside = {"/box/recheck": scratch} if setup.sandbox else {}
         where = "/box/recheck" if setup.sandbox else str(scratch)
         argv = [
             sys.executable,
@@ -289,9 +356,10 @@ def _recheck(setup: Setup, work: Path, result: NotebookRun, log: Path) -> None:
             f"{where}/items.json",
             f"{where}/results.json",
         ]
-        box.run_limited(_command(setup, argv, inside), setup.limits, RECHECK_WALL, log, boxed=setup.sandbox)
+        command = _command(setup, argv, inside, {"/box/answers": answers})
+        box.run_limited(command, setup.limits, RECHECK_WALL, log, boxed=setup.sandbox)
         try:
-            found = json.loads((scratch / "results.json").read_text(encoding="utf-8"))
+            found = json.loads(_read_small(scratch / "results.json"))
             for key in keys:
                 status, message = found[key]
                 if status not in (*CHECK_STATUSES, "unchecked"):

@@ -83,14 +83,21 @@ def readable_roots(extra: list[Path]) -> list[Path]:
 
 
 def box_command(
-    argv: list[str], binds: dict[str, Path], readable: list[Path], env: dict[str, str]
+    argv: list[str],
+    binds: dict[str, Path],
+    readable: list[Path],
+    env: dict[str, str],
+    readonly: dict[str, Path] | None = None,
 ) -> list[str]:
-    """``argv`` inside a new bwrap box; ``binds`` maps a path inside the box to a writable folder."""
-    command = [bwrap() or "bwrap"]
+    """``argv`` inside a new bwrap box; ``binds`` maps a path inside the box to a writable folder,
+    ``readonly`` to a folder it may only read."""
+    command = [shutil.which("bwrap") or "bwrap"]
     for root in readable:
         command += ["--ro-bind", str(root), str(root)]
     for inside, outside in binds.items():
         command += ["--bind", str(outside), inside]
+    for inside, outside in (readonly or {}).items():
+        command += ["--ro-bind", str(outside), inside]
     for link in ("/bin", "/sbin", "/lib", "/lib64", "/lib32"):
         if os.path.islink(link):  # merged /usr: /bin -> usr/bin, and the loader is found through /lib64
             command += ["--symlink", os.readlink(link), link]
