@@ -47,6 +47,11 @@ def _attacks(canary: Path, victim: Path) -> dict[str, list[str]]:
             "import subprocess, sys\n"
             f"subprocess.Popen([sys.executable, '-c', {detached!r}], start_new_session=True)",
         ],
+        "answers_link": [  # its answers folder a link to the instructor's folder, for the re-check box
+            listener
+            + f"import os\nos.symlink({str(canary.parent)!r}, listener.__defaults__[0] + '/answers')",
+            WRONG,
+        ],
         "call_listener": [
             listener + "listener('nb00', 'q1', 'correct', 'Correct')\n"
             "listener('nb00', 'q9', 'correct', 'Correct')\nlistener('nb00', 'q2', 'totally_correct', 'x')",
@@ -139,6 +144,7 @@ def test_a_hostile_class_earns_nothing_and_changes_nothing(tmp_path, capsys):
     assert status[("patch_report", "nb00.q1")] == "mismatch"
     assert status[("hard_coded", "nb00.q2")] == "mismatch"
     assert status[("exec_answer", "nb00.q2")] == "error"  # no source to re-check: the instructor reads it
+    assert status[("answers_link", "nb00.q1")] in ("error", "mismatch")  # nothing to re-check
     assert status[("junk_line", "nb00.q1")] == "error"
     assert status[("call_listener", "nb00.q1")] == "error"  # a record with no answers behind it
     assert status[("kill_parent", "nb00.q1")] in ("error", "incorrect")
