@@ -282,6 +282,7 @@ class Question:
     ) -> None:
         self.name, self._checker, self._hints, self._solution = name, checker, list(hints), solution
         self.last_outcome: Outcome | None = None
+        self.last_answers: tuple = ()  # what the latest check was given (the grader re-checks it)
         self._where: tuple[str, str] | None = None
 
     def _address(self) -> tuple[str, str]:
@@ -296,6 +297,7 @@ class Question:
     def check(self, *answers: Any) -> CheckResult:
         """Print one line saying whether the answer is right; the result is true only if it is.
         Never raises, and leaves torch's random state as it was."""
+        self.last_answers = answers
         try:
             with torch.random.fork_rng(devices=[]):
                 if any(_is_placeholder(a) for a in answers):
