@@ -332,9 +332,11 @@ def test_answers_round_trip_as_data(tmp_path):
 def test_a_function_that_hard_codes_the_visible_inputs_fails_on_hidden_ones(tmp_path):
     import importlib.util
 
-    source = tmp_path / "student.py"  # a student's "solution" that only knows the four visible images
+    source = tmp_path / "student.py"  # a student's "solution" that only knows the five visible images
     source.write_text(
-        "def ink_fraction(image):\n    return {4: 0.25, 6: 0.0, 12: 4 / 12, 784: 1.0}[image.numel()]\n"
+        "def ink_fraction(image):\n"
+        "    table = {(784, 60): 60 / 784, (784, 784): 1.0, (4, 1): 0.25, (6, 0): 0.0, (12, 4): 4 / 12}\n"
+        "    return table[image.numel(), int(image.bool().sum())]\n"
     )
     spec = importlib.util.spec_from_file_location("student", source)
     module = importlib.util.module_from_spec(spec)

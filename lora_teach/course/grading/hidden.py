@@ -38,7 +38,7 @@ def _nb00_q2_images() -> list[torch.Tensor]:
 
 
 # question -> {module constant: a function making its hidden replacement}
-CONSTANTS: dict[str, dict[str, Callable[[], object]]] = {"nb00.q2": {"_Q2_IMAGES": _nb00_q2_images}}
+CONSTANTS: dict[str, dict[str, Callable[[], object]]] = {"nb00.q2": {"_q2_images": lambda: _nb00_q2_images}}
 
 
 @contextlib.contextmanager
@@ -50,6 +50,8 @@ def hidden_inputs(key: str, module: types.ModuleType) -> Iterator[None]:
         if getattr(module, "torch", None) is torch:
             module.torch = _shifted_torch()
         for name, make in CONSTANTS.get(key, {}).items():
+            if not hasattr(module, name):  # a renamed input must not silently switch the hidden ones off
+                raise RuntimeError(f"hidden inputs for {key}: {module.__name__} has no {name} to replace")
             setattr(module, name, make())
         yield
     finally:
