@@ -4,6 +4,7 @@ file or folder and rename, and leave nothing behind on failure. Used by the ``lo
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -151,9 +152,12 @@ def _umask() -> int:
     return mask
 
 
-def _move_all_or_nothing(entries: list[Path], out_dir: Path, tmp: Path, option: str) -> None:
+def _move_all_or_nothing(
+    entries: list[Path], out_dir: Path, tmp: Path, option: str, replace: bool = True
+) -> None:
     """Move ``entries`` into ``out_dir``, the entries they replace into ``tmp/.replaced``; undo every
-    move on any error or interrupt."""
+    move on any error or interrupt. Without ``replace`` an entry that exists is an error (with --force
+    as the fix): nothing that appeared meanwhile is replaced."""
     replaced = tmp / ".replaced"
     replaced.mkdir()
     created = not out_dir.exists()
@@ -163,6 +167,8 @@ def _move_all_or_nothing(entries: list[Path], out_dir: Path, tmp: Path, option: 
         out_dir.mkdir(exist_ok=True)
         for entry in entries:
             name, target = entry.name, out_dir / entry.name
+            if (target.exists() or target.is_symlink()) and not replace:
+                raise FileExistsError(errno.EEXIST, "it exists; pass --force to replace it")
             if target.exists() or target.is_symlink():
                 os.replace(target, replaced / name)
                 moves.append((target, replaced / name))
