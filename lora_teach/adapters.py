@@ -146,6 +146,11 @@ def _select_targets(
                 f"module; nn.Linear modules are {linear_names}"
             )
         return chosen
+    if isinstance(target_modules, dict):
+        raise TypeError(
+            f"target_modules must be None, a regular expression, or a list of module names, not a dict "
+            f"({target_modules!r}); per-layer ranks go in rank_pattern"
+        )
     entries = list(target_modules)  # a generator is read once, here
     if not entries or not all(isinstance(e, str) for e in entries):
         raise TypeError(
@@ -561,6 +566,8 @@ def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> No
             problems.append(f"unexpected key {key!r}: the model's adapters are {sorted(found)}")
         elif not isinstance(value, torch.Tensor):
             problems.append(f"{key}: expected a tensor, got {type(value).__name__}")
+        elif not value.is_floating_point():
+            problems.append(f"{key}: holds {value.dtype} values; adapter tensors are floating point")
         elif tuple(value.shape) != tuple(expected[key].shape):
             problems.append(
                 f"{key}: shape {tuple(value.shape)} in the adapter, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 from dataclasses import asdict, dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -80,6 +81,8 @@ def vocabulary() -> str:
 
 def encode(text: str) -> torch.Tensor:
     """Token ids (len(text),) of a string; every character must be in the vocabulary."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
     index = {c: i for i, c in enumerate(vocabulary())}
     unknown = sorted(set(text) - set(index))
     if unknown:
@@ -90,7 +93,12 @@ def encode(text: str) -> torch.Tensor:
 def decode(ids: torch.Tensor | list[int]) -> str:
     """The string of a 1-D sequence of token ids, each from 0 to len(vocabulary()) - 1."""
     chars = vocabulary()
-    values = [int(i) for i in ids]
+    try:
+        values = [operator.index(i) for i in ids]
+    except TypeError:
+        raise ValueError(
+            f"ids must be a 1-D sequence of whole-number token ids, got {_describe(ids)}"
+        ) from None
     bad = [i for i in values if not 0 <= i < len(chars)]
     if bad:
         raise ValueError(f"ids must be token ids from 0 to {len(chars) - 1}, got {bad[0]}")
@@ -142,6 +150,14 @@ class GPTConfig:
     n_layer: int = 4
     n_head: int = 4
     d_model: int = 128
+
+    def __post_init__(self) -> None:
+        for field in ("vocab_size", "context", "n_layer", "n_head", "d_model"):
+            _check_count(getattr(self, field), field)
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be a multiple of n_head ({self.n_head}): each head gets d_model / n_head"
+            )
 
 
 class CausalSelfAttention(nn.Module):
@@ -219,6 +235,7 @@ class TinyGPT(nn.Module):
             raise ValueError(
                 f"ids must have shape (batch, T) with T <= {self.config.context}, got {tuple(ids.shape)}"
             )
+        _check_ids(ids, self.config.vocab_size)
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.tok_emb(ids) + self.pos_emb(positions)
         for block in self.blocks:
@@ -304,6 +321,17 @@ def train_steps(
     return losses
 
 
+def _check_ids(ids: torch.Tensor, vocab_size: int) -> None:
+    """Token ids: an integer tensor with every value from 0 to vocab_size - 1."""
+    if ids.dtype not in (torch.long, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ValueError(f"ids must be integer token ids (torch.long), got {ids.dtype}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise ValueError(
+            f"ids must be token ids from 0 to vocab_size - 1 = {vocab_size - 1}, got values from "
+            f"{int(ids.min())} to {int(ids.max())}"
+        )
+
+
 def _describe(value: object) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.dim()}-D {value.dtype} tensor"
@@ -324,6 +352,10 @@ def bits_per_char(model: nn.Module, ids: torch.Tensor, max_chars: int | None = 1
     The first ``max_chars`` characters only (None: all), so a measurement takes about a second.
     """
     context = _context(model)
+    if max_chars is not None:
+        _check_count(max_chars, "max_chars")
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
+        raise ValueError(f"ids must be a 1-D tensor of token ids, got {_describe(ids)}")
     if max_chars is not None:
         ids = ids[: max_chars + 1]
     n = (len(ids) - 1) // context

@@ -38,7 +38,7 @@ def check_bool(value: object, name: str) -> None:
         return
     if isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.numel() == 1:
         return
-    if type(value).__name__ == "bool_":  # numpy.bool_
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
         return
     raise ValueError(f"{name} must be True or False, got {value!r}")
 

@@ -7,6 +7,7 @@ PEFT's ``save_pretrained`` loads with ``load_adapter``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections import Counter
@@ -259,6 +260,23 @@ def _check_config_types(config: dict, where: str) -> None:
             raise ValueError(
                 f"{where}: {field!r} must be an object from module names to values, got {value!r}"
             )
+        for key, entry in (value or {}).items():
+            try:
+                re.compile(key)
+            except re.error as error:
+                raise ValueError(
+                    f"{where}: {field!r} key {key!r} is not a valid regular expression ({error})"
+                ) from None
+            good = (
+                isinstance(entry, int) and not isinstance(entry, bool) and entry >= 1
+                if field == "rank_pattern"
+                else number(entry) and math.isfinite(entry) and entry > 0
+            )
+            if not good:
+                what = (
+                    "a whole number of at least 1" if field == "rank_pattern" else "a finite number above 0"
+                )
+                raise ValueError(f"{where}: {field!r} value for {key!r} must be {what}, got {entry!r}")
     for field in ("use_rslora", "use_dora"):
         value = config.get(field, False)
         if not isinstance(value, bool):

@@ -581,3 +581,137 @@ def test_17_experiment_gpt_resume_of_a_file_that_is_not_its_results(tmp_path, ca
 def test_17_bench_from_json_given_a_folder_says_so(tmp_path, capsys):
     assert main(["bench", "--from-json", str(tmp_path)]) == 2
     assert "is a folder; give the JSON file" in one_line_error(capsys)
+
+
+# ---------------------------------------------------------------- 1-2 for the other commands that write results
+
+
+def test_1_experiment_qlora_leaves_an_unrelated_tmp_file_alone(tmp_path, monkeypatch):
+    import lora_teach.qlora_experiment as qlora
+
+    writes = []
+    real = qlora.write_new_file
+    monkeypatch.setattr(qlora, "write_new_file", lambda *a, **k: writes.append(k["force"]) or real(*a, **k))
+    (tmp_path / "res.tmp").write_text("my notes\n")
+    qlora._write(tmp_path / "res.json", {"runs": []}, replace=False)
+    assert (tmp_path / "res.tmp").read_text() == "my notes\n"
+    with pytest.raises(FileExistsError, match="res.json exists"):  # a file that appeared is kept
+        qlora._write(tmp_path / "res.json", {"runs": [1]}, replace=False)
+    assert json.loads((tmp_path / "res.json").read_text()) == {"runs": []}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res.json", "res.tmp"]
+
+
+def test_17_experiment_qlora_resume_of_a_list_is_one_line(tmp_path, capsys):
+    out = tmp_path / "res.json"
+    out.write_text("[1, 2]")
+    assert main(["experiment-qlora", "--fast", "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert "not an experiment-qlora results file" in one_line_error(capsys)
+
+
+def test_2_train_gpt_adapters_never_replaces_folders_that_appeared_while_training(
+    tmp_path, monkeypatch, capsys
+):
+    import lora_teach.gpt_adapters as gpt_adapters
+
+    monkeypatch.setitem(gpt_adapters.TRAIN, "steps", 1)
+    monkeypatch.setitem(gpt_adapters.TRAIN, "warmup", 0)
+    out = tmp_path / "out"
+    train = gpt_adapters.train_adapter
+
+    def another_run_writes_meanwhile(name, *args):
+        if name == "prose":
+            (out / "prose").mkdir(parents=True)
+            (out / "prose" / "mine.txt").write_text("keep me")
+        return train(name, *args)
+
+    monkeypatch.setattr(gpt_adapters, "train_adapter", another_run_writes_meanwhile)
+    assert main(["train-gpt-adapters", "--out", str(out), "--no-progress"]) == 2
+    err = one_line_error(capsys)
+    assert "pass --force" in err and ".adapters" not in err
+    assert [p.name for p in out.iterdir()] == ["prose"] and (
+        out / "prose" / "mine.txt"
+    ).read_text() == "keep me"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------- the fresh pass after the fixes (not in the issue)
+
+
+def test_fresh_numpy_bool_is_a_boolean_and_a_dict_is_not_a_target_list():
+    import numpy as np
+
+    model = mlp()
+    add_lora(model, 2)
+    set_lora_enabled(model, np.bool_(False))
+    assert not any(lora.enabled for _, lora in lora_modules(model))
+    with pytest.raises(TypeError, match="not a dict"):
+        add_lora(mlp(), 2, target_modules={"0": 1})
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool])
+def test_fresh_load_lora_state_dict_never_casts_integer_or_bool_tensors(dtype):
+    from lora_teach.adapters import load_lora_state_dict, lora_state_dict
+
+    model = mlp()
+    add_lora(model, 2)
+    state = lora_state_dict(model)
+    state["0.lora_A"] = torch.ones_like(state["0.lora_A"]).to(dtype)
+    with pytest.raises(ValueError, match=f"0.lora_A: holds {dtype} values"):
+        load_lora_state_dict(model, state)
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"rank_pattern": {"(": 2}}, "'rank_pattern' key '\\(' is not a valid regular expression"),
+        ({"rank_pattern": {"0": "2"}}, "'rank_pattern' value for '0' must be a whole number"),
+        ({"alpha_pattern": {"0": -1}}, "'alpha_pattern' value for '0' must be a finite number above 0"),
+    ],
+)
+def test_fresh_patterns_are_checked_even_when_the_model_has_adapters(tmp_path, changes, words):
+    folder = saved_adapter(tmp_path)
+    _edit_config(folder, **changes)
+    model = mlp()
+    add_lora(model, 2)
+    with pytest.raises(ValueError, match=words):
+        load_adapter(model, folder)
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: decode([1.5]), "ids must be a 1-D sequence of whole-number token ids"),
+        (lambda: decode(torch.tensor([[1, 2]])), "ids must be a 1-D sequence"),
+        (lambda: decode("abc"), "ids must be a 1-D sequence"),
+        (lambda: __import__("lora_teach.gpt").gpt.encode(5), "text must be a string"),
+        (lambda: small_gpt()(torch.tensor([[500]])), "ids must be token ids from 0 to"),
+        (lambda: small_gpt()(torch.tensor([[-1]])), "ids must be token ids from 0 to"),
+        (lambda: small_gpt()(torch.zeros(1, 3)), "ids must be integer token ids"),
+        (lambda: GPTConfig(d_model=10, n_head=4), "d_model \\(10\\) must be a multiple of n_head \\(4\\)"),
+        (lambda: GPTConfig(n_layer=0), "n_layer must be a whole number of at least 1"),
+        (lambda: GPTConfig(context=-1), "context must be a whole number of at least 1"),
+    ],
+)
+def test_fresh_tiny_gpt_refuses_bad_ids_and_configs_in_one_line(call, words):
+    with pytest.raises(ValueError, match=words) as error:
+        call()
+    assert "\n" not in str(error.value)
+
+
+def test_fresh_bits_per_char_refuses_a_negative_max_chars():
+    from lora_teach.gpt import bits_per_char
+
+    with pytest.raises(ValueError, match="max_chars must be a whole number of at least 1, got -5"):
+        bits_per_char(small_gpt(), load_corpus("prose", "val"), max_chars=-5)
+
+
+def test_fresh_a_corrupt_digitsnet_checkpoint_names_the_file(tmp_path, monkeypatch):
+    from lora_teach import experiment
+
+    monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path))
+    (tmp_path / "digitsnet-corrected-seed0.pt").write_bytes(b"garbage")
+    with pytest.raises(
+        ValueError, match="digitsnet-corrected-seed0.pt is not a DigitsNet checkpoint"
+    ) as error:
+        experiment.pretrained_digitsnet("corrected", 0, progress=False)
+    assert "weights_only" not in str(error.value)
