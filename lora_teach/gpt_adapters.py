@@ -30,7 +30,7 @@ from lora_teach.gpt import (
     sha256_of,
     train_steps,
 )
-from lora_teach.outputs import _move_all_or_nothing, check_output_dir, error_line
+from lora_teach.outputs import OutputError, _move_all_or_nothing, check_output_dir, error_line
 
 TARGETS = {"q,v": ["q_proj", "v_proj"], "attention": list(ATTENTION_LINEAR), "mlp": list(MLP_LINEAR)}
 TARGETS["all linear"] = list(ALL_LINEAR)
@@ -146,7 +146,14 @@ def write_adapters(folder: Path | None = None, force: bool = False, progress: bo
         for name, (text, targets, r) in ADAPTERS.items():
             start = time.perf_counter()
             model = train_adapter(name, base, progress)
-            save_adapter(model, staging / name)
+            try:
+                save_adapter(model, staging / name)
+            except (OSError, OutputError) as error:  # save_adapter's names the temporary folder
+                cause = error if isinstance(error, OSError) else error.__cause__
+                reason = getattr(cause, "strerror", None) or type(cause).__name__
+                raise OutputError(
+                    f"--out {folder}: could not write the adapter {name} ({reason}); nothing in {folder} was changed"
+                ) from None
             provenance["adapters"][name] = {
                 "text": text,
                 "target_modules": targets,

@@ -91,8 +91,13 @@ def write_new_file(path: Path | str, write, *, force: bool = False, option: str 
     os.close(handle)
     tmp = Path(name)
     try:
-        write(tmp)
-        os.chmod(tmp, umask_mode())
+        try:
+            write(tmp)
+            os.chmod(tmp, umask_mode())
+        except OSError as error:  # named by the user's path, never the temporary file
+            raise OutputError(
+                f"{option} {path}: could not write it ({error.strerror or error}); it was left as it was"
+            ) from error
         if force:
             os.replace(tmp, path)
         else:

@@ -194,7 +194,7 @@ def save_adapter(
         raise OutputError(
             f"save_adapter folder {folder}: could not write the adapter ({error.strerror or error}); "
             "nothing in it was changed"
-        ) from None
+        ) from error
     return folder
 
 

@@ -715,3 +715,38 @@ def test_fresh_a_corrupt_digitsnet_checkpoint_names_the_file(tmp_path, monkeypat
     ) as error:
         experiment.pretrained_digitsnet("corrected", 0, progress=False)
     assert "weights_only" not in str(error.value)
+
+
+def test_14_train_gpt_adapters_names_its_out_folder_when_a_save_fails(tmp_path, monkeypatch, capsys):
+    import safetensors.torch
+
+    import lora_teach.gpt_adapters as gpt_adapters
+
+    monkeypatch.setitem(gpt_adapters.TRAIN, "steps", 1)
+    monkeypatch.setitem(gpt_adapters.TRAIN, "warmup", 0)
+
+    def disk_full(tensors, filename, metadata=None):
+        raise OSError(28, "No space left on device", filename)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    assert main(["train-gpt-adapters", "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = one_line_error(capsys)
+    assert f"--out {tmp_path / 'out'}: could not write the adapter prose (No space left on device)" in err
+    assert ".adapters" not in err and not list(tmp_path.iterdir())
+
+
+def test_17_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, monkeypatch, capsys):
+    import lora_teach.gpt as gpt
+
+    def disk_full(model, path, meta):
+        Path(path).write_bytes(b"part of a checkpoint")
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(gpt, "save_checkpoint", disk_full)
+    assert main(["pretrain-gpt", "--out", str(tmp_path / "g.pt"), *PRETRAIN_FAST]) == 2
+    err = one_line_error(capsys)
+    assert (
+        f"--out {tmp_path / 'g.pt'}: could not write it (No space left on device)" in err
+        and ".tmp" not in err
+    )
+    assert not list(tmp_path.iterdir())
