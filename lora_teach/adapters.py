@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -21,9 +22,13 @@ from lora_teach.lora import (
     LoRAFactors,
     LoRAParametrization,
     check_alpha,
+    check_bool,
+    check_dora_norm,
     check_dropout,
     check_init,
+    check_materialized,
     check_rank,
+    dora_weight_norm,
 )
 from lora_teach.quant import MERGE_REFUSAL, Linear4bit
 
@@ -57,8 +62,46 @@ def _require_lora(model: nn.Module) -> list[tuple[str, LoRAFactors]]:
     return found
 
 
+def check_no_cycle(model: nn.Module) -> None:
+    """Refuse a model that contains itself (a module among its own submodules), which would make
+    every walk over it endless."""
+    done: set[int] = set()
+
+    def visit(module: nn.Module, path: str, ancestors: set[int]) -> None:
+        if id(module) in ancestors:
+            raise ValueError(
+                f"the model contains itself: {path!r} is one of its own parents; remove that attribute"
+            )
+        if id(module) in done:
+            return
+        ancestors.add(id(module))
+        for name, child in module._modules.items():
+            if child is not None:
+                visit(child, f"{path}.{name}" if path else name, ancestors)
+        ancestors.discard(id(module))
+        done.add(id(module))
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    visit(model, "", set())
+
+
+def tied_elsewhere(model: nn.Module, layer: nn.Module) -> list[str]:
+    """The names of the other modules that hold ``layer.weight`` itself (tied weights, such as an
+    embedding tied to the output head)."""
+    weight = layer._parameters.get("weight")
+    if weight is None:
+        return []
+    return [
+        name
+        for name, module in model.named_modules()
+        if module is not layer and any(p is weight for p in module._parameters.values())
+    ]
+
+
 def _places(model: nn.Module) -> dict[int, list[str]]:
     """Every name under which each submodule sits (a shared module has several), first name first."""
+    check_no_cycle(model)
     places: dict[int, list[str]] = {}
     for name, module in model.named_modules(remove_duplicate=False):
         if name:
@@ -103,6 +146,11 @@ def _select_targets(
                 f"module; nn.Linear modules are {linear_names}"
             )
         return chosen
+    if isinstance(target_modules, dict):
+        raise TypeError(
+            f"target_modules must be None, a regular expression, or a list of module names, not a dict "
+            f"({target_modules!r}); per-layer ranks go in rank_pattern"
+        )
     entries = list(target_modules)  # a generator is read once, here
     if not entries or not all(isinstance(e, str) for e in entries):
         raise TypeError(
@@ -148,6 +196,7 @@ def plan_lora(
     alpha_pattern: dict[str, float] | None = None,
 ) -> list[tuple[str, nn.Linear, int, float]]:
     """Check everything ``add_lora`` would do, change nothing: (name, layer, r, lora_alpha) per target."""
+    check_no_cycle(model)
     check_alpha(lora_alpha)
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise ValueError(
@@ -193,6 +242,7 @@ def plan_lora(
                 f"target {name!r} is a {type(module).__name__}, not an nn.Linear; "
                 f"nn.Linear modules are {linear_names}"
             )
+        check_materialized(module, repr(name))
         key = pattern_key(rank_pattern, name)
         layer_r = r if key is None else rank_pattern[key]
         key = pattern_key(alpha_pattern, name)
@@ -233,6 +283,8 @@ def add_lora(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_bool(use_rslora, "use_rslora")
+    check_bool(use_dora, "use_dora")
     check_dropout(lora_dropout)
     if method == "parametrize" and lora_dropout:
         raise ValueError(
@@ -248,6 +300,31 @@ def add_lora(
             "method='wrapper' and an init other than 'pissa' (QLoRA keeps the quantized base frozen)"
         )
     places = _places(model)
+    modules = dict(model.named_modules(remove_duplicate=False))
+    for name, layer, *_ in plan:
+        parents = [modules[p.rpartition(".")[0]] for p in places[id(layer)]]
+        if method == "wrapper" and any(isinstance(p, nn.MultiheadAttention) for p in parents):
+            raise ValueError(
+                f"{name!r} is the out_proj of an nn.MultiheadAttention, which reads out_proj.weight "
+                "directly, past any wrapper: use method='parametrize' for it, or leave it out of target_modules"
+            )
+        if use_dora:
+            with torch.no_grad():
+                check_dora_norm(dora_weight_norm(layer.weight, torch.zeros(())), repr(name))
+        tied = tied_elsewhere(model, layer)
+        if tied and init_lora_weights == "pissa":
+            raise ValueError(
+                f"{name!r}.weight is tied to {tied}: PiSSA's residual would change them too; untie the "
+                "weights or use another init_lora_weights"
+            )
+        if tied:
+            warnings.warn(
+                f"{name!r}.weight is tied to {tied} (shared weights, as with a tied lm_head in PEFT): the "
+                f"adapter changes {name!r} only, and merge_lora gives it its own weight, so {tied} keep theirs",
+                UserWarning,
+                stacklevel=2,
+            )
+    options = {"init_lora_weights": bool(use_rslora) and init_lora_weights or init_lora_weights}
     options = {"init_lora_weights": init_lora_weights, "use_rslora": use_rslora, "use_dora": use_dora}
     for _, layer, layer_r, layer_alpha in plan:
         if method == "wrapper":
@@ -293,6 +370,7 @@ def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none") -> None:
 
 def set_lora_enabled(model: nn.Module, enabled: bool) -> None:
     """Switch every adapter on or off (off: the model computes its base function)."""
+    check_bool(enabled, "enabled")
     for name, lora in _require_lora(model):
         if getattr(lora, "merged", False) and not enabled:
             raise RuntimeError(f"the adapter of {name!r} is merged; unmerge it before disabling")
@@ -319,14 +397,28 @@ def merge_lora(model: nn.Module, dequantize: bool = False) -> nn.Module:
     replaced by a fresh ``nn.Linear`` (so a deepcopy's original stays intact). An adapter on a 4-bit
     base (QLoRA) is never silently requantized: refused unless ``dequantize=True``, which gives a float
     ``nn.Linear`` holding the dequantized weight plus the update. All or nothing: refuses, changing no
-    layer, if any merged weight would hold NaN or inf. Returns ``model``.
+    layer, if any merged weight would hold NaN or inf. A layer whose weight is tied to another module
+    gets its own merged weight, so the other module keeps computing what it did. Returns ``model``
+    (for a bare ``LinearWithLoRA``, its merged ``base_layer``).
     """
+    check_bool(dequantize, "dequantize")
+    if isinstance(model, LinearWithLoRA):  # the root has no parent to put the plain layer into
+        holder = nn.Module()
+        holder.layer = model
+        return merge_lora(holder, dequantize).layer
     found = _require_lora(model)
     four_bit = [n for n, lora in found if isinstance(getattr(lora, "base_layer", None), Linear4bit)]
     if four_bit and not dequantize:
         raise ValueError(f"{four_bit[0]!r}: {MERGE_REFUSAL}; nothing was merged")
     modules = dict(model.named_modules())
     places = _places(model)
+    for name, _ in found:
+        check_materialized(modules[name], repr(name))
+    tied = {
+        name: tied_elsewhere(model, lora.base_layer)
+        for name, lora in found
+        if isinstance(lora, LinearWithLoRA) and not isinstance(lora.base_layer, Linear4bit)
+    }
     with torch.no_grad():
         for name, lora in found:
             if isinstance(lora, LinearWithLoRA):
@@ -351,6 +443,21 @@ def merge_lora(model: nn.Module, dequantize: bool = False) -> nn.Module:
                 weight = base.weight
                 merged_weight = lora.adapted_weight(weight) if lora.enabled else weight
                 replacement.weight = nn.Parameter(merged_weight.detach().clone(), requires_grad=False)
+            replacement.bias = base.bias
+            replacement.train(layer.training)
+        elif isinstance(lora, LinearWithLoRA) and tied.get(name) and not lora.merged:
+            base = lora.base_layer  # its weight is tied elsewhere: the merged layer gets its own
+            weight = base.weight
+            replacement = nn.Linear(
+                base.in_features,
+                base.out_features,
+                bias=base.bias is not None,
+                device=weight.device,
+                dtype=weight.dtype,
+            )
+            with torch.no_grad():
+                merged_weight = lora.adapted_weight(weight) if lora.enabled else weight
+                replacement.weight = nn.Parameter(merged_weight.detach().clone(), weight.requires_grad)
             replacement.bias = base.bias
             replacement.train(layer.training)
         elif isinstance(lora, LinearWithLoRA):
@@ -459,6 +566,8 @@ def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> No
             problems.append(f"unexpected key {key!r}: the model's adapters are {sorted(found)}")
         elif not isinstance(value, torch.Tensor):
             problems.append(f"{key}: expected a tensor, got {type(value).__name__}")
+        elif not value.is_floating_point():
+            problems.append(f"{key}: holds {value.dtype} values; adapter tensors are floating point")
         elif tuple(value.shape) != tuple(expected[key].shape):
             problems.append(
                 f"{key}: shape {tuple(value.shape)} in the adapter, "

@@ -72,7 +72,12 @@ def pretrained_digitsnet(variant: str = "corrected", seed: int = 0, progress: bo
     path = checkpoint_dir() / f"digitsnet-{variant}-seed{seed}.pt"
     model = DigitsNet(variant)
     if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as error:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError (other shapes), ...
+            raise ValueError(
+                f"{path} is not a DigitsNet checkpoint ({type(error).__name__}); delete it and it is trained again"
+            ) from None
         return model
     model = train_baseline(variant, seed, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
+import operator
 from dataclasses import asdict, dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -81,6 +81,8 @@ def vocabulary() -> str:
 
 def encode(text: str) -> torch.Tensor:
     """Token ids (len(text),) of a string; every character must be in the vocabulary."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
     index = {c: i for i, c in enumerate(vocabulary())}
     unknown = sorted(set(text) - set(index))
     if unknown:
@@ -89,9 +91,35 @@ def encode(text: str) -> torch.Tensor:
 
 
 def decode(ids: torch.Tensor | list[int]) -> str:
-    """The string of a 1-D sequence of token ids."""
+    """The string of a 1-D sequence of token ids, each from 0 to len(vocabulary()) - 1."""
     chars = vocabulary()
-    return "".join(chars[int(i)] for i in ids)
+    try:
+        values = [operator.index(i) for i in ids]
+    except TypeError:
+        raise ValueError(
+            f"ids must be a 1-D sequence of whole-number token ids, got {_describe(ids)}"
+        ) from None
+    bad = [i for i in values if not 0 <= i < len(chars)]
+    if bad:
+        raise ValueError(f"ids must be token ids from 0 to {len(chars) - 1}, got {bad[0]}")
+    return "".join(chars[i] for i in values)
+
+
+def _check_count(value: object, name: str, minimum: int = 1) -> None:
+    """A whole number (not a bool) of at least ``minimum``, or a one-line ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+
+
+def _check_positive(value: object, name: str) -> None:
+    """A finite real number above 0, or a one-line ValueError naming ``name``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a finite number above 0, got {value!r}")
 
 
 def load_corpus(name: str, split: str) -> torch.Tensor:
@@ -122,6 +150,14 @@ class GPTConfig:
     n_layer: int = 4
     n_head: int = 4
     d_model: int = 128
+
+    def __post_init__(self) -> None:
+        for field in ("vocab_size", "context", "n_layer", "n_head", "d_model"):
+            _check_count(getattr(self, field), field)
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be a multiple of n_head ({self.n_head}): each head gets d_model / n_head"
+            )
 
 
 class CausalSelfAttention(nn.Module):
@@ -199,6 +235,7 @@ class TinyGPT(nn.Module):
             raise ValueError(
                 f"ids must have shape (batch, T) with T <= {self.config.context}, got {tuple(ids.shape)}"
             )
+        _check_ids(ids, self.config.vocab_size)
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.tok_emb(ids) + self.pos_emb(positions)
         for block in self.blocks:
@@ -228,9 +265,22 @@ def train_steps(
     progress: bool = False,
 ) -> list[float]:
     """Train the parameters with requires_grad on next-character prediction over ``ids`` (N,), AdamW,
-    linear warm-up then cosine decay to 10 % of ``lr``. Returns the loss (nats/char) of every step."""
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+    linear warm-up then cosine decay to 10 % of ``lr``. Returns the loss (nats/char) of every step.
+
+    Stops with a one-line FloatingPointError at the first loss that is not finite (lower ``lr``).
+    """
+    _check_count(steps, "steps")
+    _check_count(batch_size, "batch_size")
+    _check_count(warmup, "warmup", minimum=0)
+    _check_positive(lr, "lr")
+    context = _context(model)
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.long:
+        raise ValueError(f"ids must be a 1-D tensor of token ids (torch.long), got {_describe(ids)}")
+    if len(ids) < context + 2:
+        raise ValueError(
+            f"ids must hold at least context + 2 = {context + 2} tokens (one window and its targets), "
+            f"got {len(ids)}; use a longer corpus"
+        )
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters; call mark_only_lora_as_trainable or unfreeze it")
@@ -244,7 +294,6 @@ def train_steps(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     generator = torch.Generator().manual_seed(seed)
-    context = _context(model)
     losses = []
     bar = range(steps)
     if progress:
@@ -255,6 +304,12 @@ def train_steps(
     for _ in bar:
         x, y = random_windows(ids, batch_size, context, generator)
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        if not torch.isfinite(loss):
+            model.eval()
+            raise FloatingPointError(
+                f"training stopped at step {len(losses) + 1}: the loss is {loss.item()} (lr = {lr:g} is "
+                "probably too high); lower lr, and reload the weights, which may no longer be finite"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -264,6 +319,23 @@ def train_steps(
             bar.set_postfix(bits_per_char=f"{loss.item() / math.log(2):.2f}")
     model.eval()
     return losses
+
+
+def _check_ids(ids: torch.Tensor, vocab_size: int) -> None:
+    """Token ids: an integer tensor with every value from 0 to vocab_size - 1."""
+    if ids.dtype not in (torch.long, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ValueError(f"ids must be integer token ids (torch.long), got {ids.dtype}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise ValueError(
+            f"ids must be token ids from 0 to vocab_size - 1 = {vocab_size - 1}, got values from "
+            f"{int(ids.min())} to {int(ids.max())}"
+        )
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dim()}-D {value.dtype} tensor"
+    return type(value).__name__
 
 
 def _context(model: nn.Module) -> int:
@@ -280,6 +352,10 @@ def bits_per_char(model: nn.Module, ids: torch.Tensor, max_chars: int | None = 1
     The first ``max_chars`` characters only (None: all), so a measurement takes about a second.
     """
     context = _context(model)
+    if max_chars is not None:
+        _check_count(max_chars, "max_chars")
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
+        raise ValueError(f"ids must be a 1-D tensor of token ids, got {_describe(ids)}")
     if max_chars is not None:
         ids = ids[: max_chars + 1]
     n = (len(ids) - 1) // context
@@ -301,13 +377,31 @@ def bits_per_char(model: nn.Module, ids: torch.Tensor, max_chars: int | None = 1
 def generate(model: nn.Module, prompt: str, n: int = 200, temperature: float = 0.8, seed: int = 0) -> str:
     """The prompt followed by ``n`` sampled characters; the same seed gives the same text.
 
-    temperature 0 picks the most likely character each time.
+    temperature 0 picks the most likely character each time. ``n`` >= 0, ``seed`` from 0 to 2**64 - 1.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if not prompt:
-        raise ValueError("prompt must hold at least one character, e.g. prompt='\\n'")
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature)
+        or temperature < 0
+    ):
+        raise ValueError(
+            f"temperature must be a finite number >= 0 (0: the most likely), got {temperature!r}"
+        )
+    _check_count(n, "n", minimum=0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be a whole number from 0 to 2**64 - 1, got {seed!r}")
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError(
+            f"prompt must be a string of at least one character, e.g. prompt='\\n', got {prompt!r}"
+        )
     context = _context(model)
+    vocab = model.config.vocab_size
+    if vocab != len(vocabulary()):
+        raise ValueError(
+            f"the model's vocab_size is {vocab}, the vocabulary has {len(vocabulary())} characters: "
+            "generate needs a TinyGPT(GPTConfig(vocab_size=len(vocabulary())))"
+        )
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -357,11 +451,60 @@ def save_checkpoint(model: TinyGPT, path: Path, meta: dict) -> None:
     torch.save({"config": asdict(model.config), "state_dict": state, "meta": meta}, path)
 
 
-def load_checkpoint(path: Path) -> TinyGPT:
-    """A TinyGPT (float32) from a file written by ``save_checkpoint``."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = TinyGPT(GPTConfig(**saved["config"]))
-    model.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
+def load_checkpoint(path: Path | str) -> TinyGPT:
+    """A TinyGPT (float32) from a file written by ``save_checkpoint``.
+
+    Anything else (an empty, truncated or foreign file, another config, non-float or non-finite
+    weights) is a one-line ValueError naming the file (and the key); nothing is ever unpickled
+    beyond tensors and plain containers.
+    """
+    path = Path(path)
+    fix = "write one with `lora-teach pretrain-gpt --out FILE`"
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a TinyGPT checkpoint file; {fix}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; {fix}")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - EOFError, UnpicklingError, RuntimeError, ...
+        raise ValueError(
+            f"{path} is not a TinyGPT checkpoint (torch.load: {type(error).__name__}); {fix}"
+        ) from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise ValueError(f"{path} is not a TinyGPT checkpoint (no 'config' dict); {fix}")
+    fields = set(GPTConfig.__dataclass_fields__)
+    config = saved["config"]
+    unknown, missing = sorted(set(config) - fields), sorted(fields - set(config))
+    if (
+        unknown
+        or missing
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in config.values())
+    ):
+        raise ValueError(
+            f"{path}: 'config' must give the positive whole numbers {sorted(fields)}"
+            + (f"; unknown {unknown}" if unknown else "")
+            + (f"; missing {missing}" if missing else "")
+        )
+    state = saved.get("state_dict")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a TinyGPT checkpoint (no 'state_dict' dict); {fix}")
+    model = TinyGPT(GPTConfig(**config))
+    expected = model.state_dict()
+    for key, value in state.items():
+        if key not in expected:
+            raise ValueError(f"{path}: unexpected key {key!r}; the checkpoint is for another model")
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise ValueError(f"{path}: {key} must be a floating-point tensor, got {_describe(value)}")
+        if value.shape != expected[key].shape:
+            raise ValueError(
+                f"{path}: {key} has shape {tuple(value.shape)}, the config needs {tuple(expected[key].shape)}"
+            )
+        if not torch.isfinite(value).all():
+            raise ValueError(f"{path}: {key} holds NaN or inf; {fix}")
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}; {fix}")
+    model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval()
 
 
@@ -380,13 +523,27 @@ def write_pretrained(
     import platform
     import time
 
+    from lora_teach.outputs import check_output_file, write_new_file
+
+    if not isinstance(force, bool):
+        raise ValueError(f"force must be True or False, got {force!r}")
     path = Path(path) if path is not None else gpt_data_dir() / CHECKPOINT
+    check_output_file(path, "--out")
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force (force=True) to overwrite it")
     unknown = set(settings) - set(PRETRAIN)
     if unknown:
         raise ValueError(f"unknown pretraining settings {sorted(unknown)}; known: {sorted(PRETRAIN)}")
     chosen = {**PRETRAIN, **settings}
+    _check_count(chosen["steps"], "steps")
+    _check_count(chosen["batch_size"], "batch_size")
+    _check_positive(chosen["lr"], "lr")
+    if (
+        isinstance(chosen["seed"], bool)
+        or not isinstance(chosen["seed"], int)
+        or not 0 <= chosen["seed"] < 2**63
+    ):
+        raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {chosen['seed']!r}")
     chosen.pop("warmup")
     start = time.perf_counter()
     model, losses = pretrain(progress=progress, **chosen)
@@ -398,8 +555,5 @@ def write_pretrained(
         "final_train_loss_nats": round(sum(losses[-50:]) / len(losses[-50:]), 4),
         "corpora_sha256": {k: v for k, v in SHA256.items() if k.startswith("text/")},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_checkpoint(model, tmp, meta)
-    os.replace(tmp, path)
+    write_new_file(path, lambda tmp: save_checkpoint(model, tmp, meta), force=force, option="--out")
     return path, meta

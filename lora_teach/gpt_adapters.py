@@ -30,6 +30,7 @@ from lora_teach.gpt import (
     sha256_of,
     train_steps,
 )
+from lora_teach.outputs import OutputError, _move_all_or_nothing, check_output_dir, error_line
 
 TARGETS = {"q,v": ["q_proj", "v_proj"], "attention": list(ATTENTION_LINEAR), "mlp": list(MLP_LINEAR)}
 TARGETS["all linear"] = list(ALL_LINEAR)
@@ -124,7 +125,7 @@ def write_adapters(folder: Path | None = None, force: bool = False, progress: bo
 
     from lora_teach.peft_format import save_adapter
 
-    folder = Path(folder) if folder is not None else adapters_dir()
+    folder = check_output_dir(Path(folder) if folder is not None else adapters_dir(), "--out")
     existing = [name for name in ADAPTERS if (folder / name).exists()]
     if existing and not force:
         raise FileExistsError(
@@ -145,7 +146,14 @@ def write_adapters(folder: Path | None = None, force: bool = False, progress: bo
         for name, (text, targets, r) in ADAPTERS.items():
             start = time.perf_counter()
             model = train_adapter(name, base, progress)
-            save_adapter(model, staging / name)
+            try:
+                save_adapter(model, staging / name)
+            except (OSError, OutputError) as error:  # save_adapter's names the temporary folder
+                cause = error if isinstance(error, OSError) else error.__cause__
+                reason = getattr(cause, "strerror", None) or type(cause).__name__
+                raise OutputError(
+                    f"--out {folder}: could not write the adapter {name} ({reason}); nothing in {folder} was changed"
+                ) from None
             provenance["adapters"][name] = {
                 "text": text,
                 "target_modules": targets,
@@ -154,15 +162,14 @@ def write_adapters(folder: Path | None = None, force: bool = False, progress: bo
                 "sha256": {f: sha256_of(staging / name / f) for f in FILES},
             }
         (staging / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
-        folder.mkdir(parents=True, exist_ok=True)
         umask = os.umask(0)
         os.umask(umask)
-        for name in [*ADAPTERS, "provenance.json"]:
-            if (folder / name).is_dir():
-                shutil.rmtree(folder / name)
-            os.replace(staging / name, folder / name)
-            for path in [folder / name, *(folder / name).glob("*")]:  # temporary folders are private
+        entries = [staging / name for name in [*ADAPTERS, "provenance.json"]]
+        for entry in entries:
+            for path in [entry, *entry.glob("*")]:  # temporary folders are private
                 os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+        # all or nothing, and without force nothing that appeared while training is replaced
+        _move_all_or_nothing(entries, folder, staging, "--out", replace=force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return provenance
@@ -206,8 +213,8 @@ def run(args: argparse.Namespace) -> int:
     """Train and write the adapters; a refused overwrite prints one line and returns 2."""
     try:
         provenance = write_adapters(args.out, force=args.force, progress=not args.no_progress)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
     for name, record in provenance["adapters"].items():
         sums = ", ".join(f"{f}: {s}" for f, s in record["sha256"].items())

@@ -5,8 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
+
+from lora_teach.cli import _seed, positive_int
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0 (a learning rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0 such as 3e-3, got {text!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,15 +33,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
         parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
         parser.add_argument(
-            "--steps", type=int, default=PRETRAIN["steps"], help="training steps (default: %(default)s)"
+            "--steps",
+            type=positive_int,
+            default=PRETRAIN["steps"],
+            help="training steps (default: %(default)s)",
         )
         parser.add_argument(
-            "--batch-size", type=int, default=PRETRAIN["batch_size"], help="(default: %(default)s)"
+            "--batch-size", type=positive_int, default=PRETRAIN["batch_size"], help="(default: %(default)s)"
         )
         parser.add_argument(
-            "--lr", type=float, default=PRETRAIN["lr"], help="peak learning rate (default: %(default)s)"
+            "--lr",
+            type=_positive_float,
+            default=PRETRAIN["lr"],
+            help="peak learning rate (default: %(default)s)",
         )
-        parser.add_argument("--seed", type=int, default=PRETRAIN["seed"])
+        parser.add_argument("--seed", type=_seed, default=PRETRAIN["seed"])
     else:
         size = parser.add_mutually_exclusive_group()
         size.add_argument(
@@ -51,8 +71,6 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "pretrain-gpt":
             from lora_teach.gpt import sha256_of, write_pretrained
 
-            if args.steps < 1:
-                raise ValueError(f"--steps must be at least 1, got {args.steps}")
             path, meta = write_pretrained(
                 args.out,
                 force=args.force,
@@ -75,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote {out} ({len(results['runs'])} runs)")
         return 0
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError, FloatingPointError) as error:
+        from lora_teach.outputs import error_line
+
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from torch import nn
 
 from lora_teach.adapters import add_lora, mark_only_lora_as_trainable
 from lora_teach.gpt import ALL_LINEAR, bits_per_char, load_corpus, pretrained_tiny_gpt, train_steps
+from lora_teach.outputs import check_output_file, write_new_file
 
 QV = ("q_proj", "v_proj")
 TARGETS = {"all": ALL_LINEAR, "qv": QV}  # "all" = every linear layer in the blocks (not the head)
@@ -148,14 +148,18 @@ def run_experiment(
     after every run. Refuses to overwrite ``out`` unless ``force``; ``resume`` keeps its finished runs."""
     if settings not in SETTINGS:
         raise ValueError(f"settings must be one of {sorted(SETTINGS)}, got {settings!r}")
+    for name, value in (("force", force), ("resume", resume), ("progress", progress)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
     if force and resume:
         raise ValueError("pass either force (start again) or resume (keep finished runs), not both")
-    out = Path(out)
+    out = check_output_file(out, "--out")
     chosen = SETTINGS[settings]
     results: dict[str, Any] = {"settings_name": settings, "settings": chosen, "runs": []}
-    if out.exists():
+    exists = out.exists()
+    if exists:
         if resume:
-            results = json.loads(out.read_text())
+            results = _read_results(out)
             if results.get("settings") != json.loads(json.dumps(chosen)):
                 raise ValueError(
                     f"{out} was made with other settings; pass force=True (--force) to start again"
@@ -176,6 +180,7 @@ def run_experiment(
         from lora_teach.progress import tqdm
 
         bar = tqdm(todo, desc=f"experiment-gpt ({settings})", unit="run")
+    written = False
     for run in bar:
         _, record = fine_tune_once(
             base,
@@ -185,12 +190,38 @@ def run_experiment(
             eval_chars=chosen["eval_chars"],
         )
         results["runs"].append(record)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1) + "\n")
-        os.replace(tmp, out)
+        text = json.dumps(results, indent=1) + "\n"
+        # the first write creates the file exclusively (unless --force or --resume): a file that
+        # appeared while this ran is never replaced; later writes replace our own file
+        replace = force or (resume and exists) or written
+        write_new_file(out, lambda tmp, text=text: tmp.write_text(text), force=replace, option="--out")
+        written = True
     if not todo:
-        out.write_text(json.dumps(results, indent=1) + "\n")
+        write_new_file(out, lambda tmp: tmp.write_text(json.dumps(results, indent=1) + "\n"), force=exists)
+    return results
+
+
+def _read_results(out: Path) -> dict[str, Any]:
+    """The results JSON that ``--resume`` continues, or a one-line ValueError naming the file."""
+    fix = "pass --force to start again, or give another --out"
+    try:
+        results = json.loads(out.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"--resume: {out} is not a text file; {fix}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"--resume: {out} is not valid JSON ({error.msg}, line {error.lineno}); {fix}"
+        ) from None
+    if (
+        not isinstance(results, dict)
+        or not isinstance(results.get("runs"), list)
+        or not all(isinstance(run, dict) for run in results["runs"])
+    ):
+        raise ValueError(f"--resume: {out} is not an experiment-gpt results file (no list of 'runs'); {fix}")
+    try:
+        {_key(run) for run in results["runs"]}
+    except (KeyError, TypeError):
+        raise ValueError(f"--resume: {out} has runs without kind/targets/r/lr/seed; {fix}") from None
     return results
 
 

@@ -31,6 +31,18 @@ def check_init(init_lora_weights: bool | str) -> None:
         )
 
 
+def check_bool(value: object, name: str) -> None:
+    """Raise a ValueError unless ``value`` is True or False (a NumPy or tensor bool counts too;
+    the string "False" is refused, since it would count as true)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.numel() == 1:
+        return
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
+        return
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def check_alpha(lora_alpha: float) -> None:
     """Raise a ValueError unless ``lora_alpha`` is a finite number > 0 (0 would switch LoRA off)."""
     if (
@@ -75,6 +87,16 @@ def pissa_factors(
     return lora_A.to(weight.dtype), lora_B.to(weight.dtype), residual.to(weight.dtype)
 
 
+def check_dora_norm(norm: torch.Tensor, name: str) -> None:
+    """Refuse DoRA on a weight with an all-zero row: m / ||W|| would be NaN (PEFT gives NaN outputs)."""
+    zero = (norm == 0).nonzero().flatten()
+    if len(zero):
+        raise ValueError(
+            f"{name}: weight row {int(zero[0])} is all zeros, so DoRA's m / ||W + delta W|| is 0/0 (NaN "
+            "outputs); use LoRA without use_dora for this layer, or leave it out of target_modules"
+        )
+
+
 def dora_weight_norm(weight: torch.Tensor, delta_weight: torch.Tensor) -> torch.Tensor:
     """DoRA's ||W + delta W|| per output row: (out, in), (out, in) -> (out,), detached from the graph."""
     return torch.linalg.norm((weight + delta_weight).detach(), dim=1)
@@ -101,6 +123,8 @@ class LoRAFactors(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        check_bool(use_rslora, "use_rslora")
+        check_bool(use_dora, "use_dora")
         check_rank(r, in_features, out_features)
         check_alpha(lora_alpha)
         check_init(init_lora_weights)
@@ -141,7 +165,9 @@ class LoRAFactors(nn.Module):
             self.lora_A.copy_(lora_A)
             self.lora_B.copy_(lora_B)
         if self.use_dora:
-            self.lora_magnitude_vector.copy_(dora_weight_norm(weight, self.delta_weight))
+            norm = dora_weight_norm(weight, self.delta_weight)
+            check_dora_norm(norm, "base_layer")
+            self.lora_magnitude_vector.copy_(norm)
         return weight
 
     @property
@@ -199,6 +225,7 @@ class LinearWithLoRA(LoRAFactors):
     ) -> None:
         if not isinstance(base_layer, nn.Linear):
             raise TypeError(f"base_layer must be an nn.Linear, got {type(base_layer).__name__}")
+        check_materialized(base_layer, "base_layer")
         check_dropout(lora_dropout)
         weight = base_layer.weight
         super().__init__(
@@ -272,6 +299,22 @@ class LinearWithLoRA(LoRAFactors):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", merged={self.merged}"
+
+
+def check_materialized(layer: nn.Module, name: str) -> None:
+    """Refuse a layer whose weight has no values yet: a LazyLinear before its first forward pass,
+    or a weight on the meta device."""
+    weight = getattr(layer, "weight", None)
+    if isinstance(weight, nn.parameter.UninitializedParameter):
+        raise ValueError(
+            f"{name} is a {type(layer).__name__} whose shape is not known yet; run one forward pass "
+            "(model(x)) before adding LoRA"
+        )
+    if isinstance(weight, torch.Tensor) and weight.is_meta:
+        raise ValueError(
+            f"{name}'s weight is on the meta device (no values yet); load the weights first "
+            "(model.to_empty(device='cpu') then load_state_dict)"
+        )
 
 
 def check_dropout(lora_dropout: float) -> None:

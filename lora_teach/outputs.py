@@ -4,6 +4,7 @@ file or folder and rename, and leave nothing behind on failure. Used by the ``lo
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -76,6 +77,60 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
     return path
 
 
+def write_new_file(path: Path | str, write, *, force: bool = False, option: str = "output") -> Path:
+    """Call ``write(tmp)`` on a unique temporary file beside ``path``, then put it at ``path``.
+
+    Without ``force`` the final file is created exclusively (a hard link, which fails if ``path``
+    exists): a file that appeared meanwhile, say from a second run, is never replaced, and the
+    FileExistsError names ``path`` and ``--force``. With ``force`` it is replaced in one rename.
+    The file gets the umask's mode; on any failure no temporary file is left behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        try:
+            write(tmp)
+            os.chmod(tmp, umask_mode())
+        except OSError as error:  # named by the user's path, never the temporary file
+            raise OutputError(
+                f"{option} {path}: could not write it ({error.strerror or error}); it was left as it was"
+            ) from error
+        if force:
+            os.replace(tmp, path)
+        else:
+            _create_exclusively(tmp, path, option)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _create_exclusively(tmp: Path, path: Path, option: str) -> None:
+    exists = FileExistsError(
+        f"{option} {path} exists (written while this ran?); it was left as it is: "
+        "choose another path or pass --force to overwrite it"
+    )
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise exists from None
+    except OSError:  # a file system without hard links: copy into a file opened with O_EXCL
+        pass
+    try:
+        out = open(path, "xb")  # noqa: SIM115 - closed below
+    except FileExistsError:
+        raise exists from None
+    try:
+        with out, open(tmp, "rb") as source:
+            shutil.copyfileobj(source, out)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_folder(out_dir: Path | str, option: str = "output") -> Iterator[Path]:
     """Yield a temporary folder beside ``out_dir``; when the block ends without error, move each entry
@@ -102,9 +157,12 @@ def _umask() -> int:
     return mask
 
 
-def _move_all_or_nothing(entries: list[Path], out_dir: Path, tmp: Path, option: str) -> None:
+def _move_all_or_nothing(
+    entries: list[Path], out_dir: Path, tmp: Path, option: str, replace: bool = True
+) -> None:
     """Move ``entries`` into ``out_dir``, the entries they replace into ``tmp/.replaced``; undo every
-    move on any error or interrupt."""
+    move on any error or interrupt. Without ``replace`` an entry that exists is an error (with --force
+    as the fix): nothing that appeared meanwhile is replaced."""
     replaced = tmp / ".replaced"
     replaced.mkdir()
     created = not out_dir.exists()
@@ -114,6 +172,8 @@ def _move_all_or_nothing(entries: list[Path], out_dir: Path, tmp: Path, option: 
         out_dir.mkdir(exist_ok=True)
         for entry in entries:
             name, target = entry.name, out_dir / entry.name
+            if (target.exists() or target.is_symlink()) and not replace:
+                raise FileExistsError(errno.EEXIST, "it exists; pass --force to replace it")
             if target.exists() or target.is_symlink():
                 os.replace(target, replaced / name)
                 moves.append((target, replaced / name))

@@ -7,10 +7,9 @@ PEFT's ``save_pretrained`` loads with ``load_adapter``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from lora_teach.adapters import (
     pattern_key,
     plan_lora,
 )
-from lora_teach.lora import LinearWithLoRA, lora_scaling
+from lora_teach.lora import LinearWithLoRA, check_bool, lora_scaling
+from lora_teach.outputs import OutputError, atomic_folder, check_output_dir
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -169,10 +169,13 @@ def save_adapter(
     """Write the adapters as PEFT does: ``folder/adapter_config.json`` and ``adapter_model.safetensors``.
 
     Refuses a folder that exists and is not empty unless ``overwrite=True`` (which replaces only
-    these two files). The files are written whole, then moved into place. Returns the folder.
+    these two files). The files are written whole in a temporary folder beside it, then moved in as
+    one unit: if a move fails, the old pair is put back. Folder and files get the umask's modes.
+    Returns the folder.
     """
     from safetensors.torch import save_file  # a base dependency; imported here so lora_teach imports fast
 
+    check_bool(overwrite, "overwrite")
     folder = Path(folder)
     config = adapter_config(model, bias)
     tensors = _to_peft_keys(model, lora_state_dict(model, bias))
@@ -182,28 +185,34 @@ def save_adapter(
         raise FileExistsError(
             f"folder {str(folder)!r} exists and is not empty; choose another folder or pass overwrite=True"
         )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    check_output_dir(folder, "save_adapter folder")
     try:
-        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        save_file(tensors, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
-        if not folder.exists():
-            staging.rename(folder)
-        else:
-            for name in (WEIGHTS_NAME, CONFIG_NAME):
-                os.replace(staging / name, folder / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with atomic_folder(folder, "save_adapter folder") as staging:
+            (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            save_file(tensors, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
+    except OSError as error:  # named by the user's folder, never the temporary one
+        raise OutputError(
+            f"save_adapter folder {folder}: could not write the adapter ({error.strerror or error}); "
+            "nothing in it was changed"
+        ) from error
     return folder
 
 
 def read_adapter_config(folder: str | os.PathLike) -> dict:
     """Read and check ``folder/adapter_config.json``: a LoRA config whose options this package has."""
     path = Path(folder) / CONFIG_NAME
+    if Path(folder).is_file():
+        raise ValueError(
+            f"{str(folder)!r} is a file; give load_adapter the adapter folder that holds {CONFIG_NAME}"
+        )
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder, not a file; is {str(folder)!r} an adapter folder?")
     if not path.is_file():
         raise FileNotFoundError(f"{str(path)!r} does not exist; is {str(folder)!r} an adapter folder?")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{str(path)!r} is not text (binary bytes); save the adapter again") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{str(path)!r} is not valid JSON: {error}") from None
     if not isinstance(config, dict) or config.get("peft_type") != "LORA":
@@ -214,9 +223,70 @@ def read_adapter_config(folder: str | os.PathLike) -> dict:
     if config.get("target_modules") == "all-linear":
         raise ValueError(f"{str(path)!r}: target_modules 'all-linear' is not supported; name the modules")
     init = config.get("init_lora_weights", True)
-    if init not in (True, False, "gaussian", "pissa"):
+    if not any(
+        init is option or (isinstance(option, str) and init == option)
+        for option in (True, False, "gaussian", "pissa")
+    ):
         raise ValueError(f"{str(path)!r}: init_lora_weights {init!r} is not supported here")
+    _check_config_types(config, str(path))
     return config
+
+
+def _check_config_types(config: dict, where: str) -> None:
+    """One-line ValueErrors naming the file and field for values of the wrong kind."""
+
+    def number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if "r" not in config:
+        raise ValueError(f"{where}: no 'r' (the rank); add \"r\": N as save_adapter writes it")
+    r = config["r"]
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"{where}: 'r' must be a whole number of at least 1, got {r!r}")
+    if not number(config.get("lora_alpha", 8)):
+        raise ValueError(f"{where}: 'lora_alpha' must be a number, got {config.get('lora_alpha')!r}")
+    targets = config.get("target_modules")
+    if not (
+        targets is None
+        or isinstance(targets, str)
+        or (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets))
+    ):
+        raise ValueError(
+            f"{where}: 'target_modules' must be a list of module names, a regular expression or null, got {targets!r}"
+        )
+    for field in ("rank_pattern", "alpha_pattern"):
+        value = config.get(field)
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(
+                f"{where}: {field!r} must be an object from module names to values, got {value!r}"
+            )
+        for key, entry in (value or {}).items():
+            try:
+                re.compile(key)
+            except re.error as error:
+                raise ValueError(
+                    f"{where}: {field!r} key {key!r} is not a valid regular expression ({error})"
+                ) from None
+            good = (
+                isinstance(entry, int) and not isinstance(entry, bool) and entry >= 1
+                if field == "rank_pattern"
+                else number(entry) and math.isfinite(entry) and entry > 0
+            )
+            if not good:
+                what = (
+                    "a whole number of at least 1" if field == "rank_pattern" else "a finite number above 0"
+                )
+                raise ValueError(f"{where}: {field!r} value for {key!r} must be {what}, got {entry!r}")
+    for field in ("use_rslora", "use_dora"):
+        value = config.get(field, False)
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: {field!r} must be true or false, got {value!r}")
+    dropout = config.get("lora_dropout", 0.0)
+    if not number(dropout):
+        raise ValueError(f"{where}: 'lora_dropout' must be a number in [0, 1), got {dropout!r}")
+    bias = config.get("bias", "none")
+    if bias not in BIAS_MODES:
+        raise ValueError(f"{where}: 'bias' must be one of {BIAS_MODES}, got {bias!r}")
 
 
 def load_adapter(model: nn.Module, folder: str | os.PathLike, *, method: str = "wrapper") -> list[str]:
@@ -228,14 +298,12 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike, *, method: str = "
     anything does not fit. With ``method="parametrize"`` the config's ``lora_dropout`` is not used
     (a parametrization never sees x). Returns the adapted layer names.
     """
-    from safetensors.torch import load_file
-
+    if method not in ("wrapper", "parametrize"):
+        raise ValueError(f"method must be 'wrapper' or 'parametrize', got {method!r}")
     folder = Path(folder)
     config = read_adapter_config(folder)
     weights = folder / WEIGHTS_NAME
-    if not weights.is_file():
-        raise FileNotFoundError(f"{str(weights)!r} does not exist (only safetensors adapters are read)")
-    state = _from_peft_keys(load_file(str(weights)))
+    state = _from_peft_keys(read_adapter_weights(weights))
     init = config.get("init_lora_weights", True)
     init = True if init is False else init
     r, alpha = config.get("r", 8), config.get("lora_alpha", 8)
@@ -291,6 +359,34 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike, *, method: str = "
     )
     load_lora_state_dict(model, state)
     return names
+
+
+def read_adapter_weights(weights: Path) -> dict[str, torch.Tensor]:
+    """The tensors of an ``adapter_model.safetensors``: one-line errors naming the file (and the key)
+    for a missing, empty, truncated or corrupt file and for tensors that are not floating point."""
+    from safetensors.torch import load_file
+
+    if weights.is_dir():
+        raise ValueError(f"{str(weights)!r} is a folder, not a file; save the adapter again")
+    if not weights.is_file():
+        raise FileNotFoundError(f"{str(weights)!r} does not exist (only safetensors adapters are read)")
+    try:
+        tensors = load_file(str(weights))
+    except Exception as error:  # noqa: BLE001 - SafetensorError, OSError, ...
+        reason = " ".join(str(error).split())[:120] or type(error).__name__
+        raise ValueError(
+            f"{str(weights)!r} is not a readable safetensors file ({reason}); save the adapter again"
+        ) from None
+    for key, value in tensors.items():
+        if not value.is_floating_point():
+            raise ValueError(
+                f"{str(weights)!r}: {key} holds {value.dtype} values; an adapter's tensors are floating point"
+            )
+        if not torch.isfinite(value).all():
+            raise ValueError(
+                f"{str(weights)!r}: {key} holds NaN or inf values; train or save the adapter again"
+            )
+    return tensors
 
 
 def _check_before_adding(

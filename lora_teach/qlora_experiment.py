@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from lora_teach.gpt import (
     pretrained_tiny_gpt,
     train_steps,
 )
+from lora_teach.outputs import check_output_file, error_line, write_new_file
 from lora_teach.quant import (
     BLOCKSIZES,
     Linear4bit,
@@ -214,11 +214,11 @@ def _key(run: dict[str, Any]) -> tuple:
     return (run["method"], run["lr"], run["seed"])
 
 
-def _write(out: Path, results: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(tmp, out)
+def _write(out: Path, results: dict[str, Any], replace: bool) -> None:
+    """Write through a unique temporary file beside ``out`` (never ``out.tmp``, which may be the
+    user's); without ``replace``, ``out`` is created exclusively (a file that appeared is kept)."""
+    text = json.dumps(results, indent=1) + "\n"
+    write_new_file(out, lambda tmp: tmp.write_text(text), force=replace, option="--out")
 
 
 def run_sweep(
@@ -235,12 +235,13 @@ def run_sweep(
         raise ValueError(f"settings must be one of {sorted(SETTINGS)}, got {settings!r}")
     if force and resume:
         raise ValueError("pass either force (start again) or resume (keep finished runs), not both")
-    out = Path(out)
+    out = check_output_file(out, "--out")
     chosen = SETTINGS[settings]
     results: dict[str, Any] = {"settings_name": settings, "settings": chosen, "runs": []}
+    replace = force or (resume and out.exists())  # later writes replace the file this run made
     if out.exists():
         if resume:
-            results = json.loads(out.read_text())
+            results = _read_results(out)
             if results.get("settings") != json.loads(json.dumps(chosen)):
                 raise ValueError(f"{out} was made with other settings; pass --force to start again")
         elif not force:
@@ -250,13 +251,16 @@ def run_sweep(
         results["base"] = score(base, chosen) | {"parameters": sum(p.numel() for p in base.parameters())}
     if "table" not in results:
         results["table"] = quantization_table(base, chosen["table"])
-        _write(out, results)
+        _write(out, results, replace)
+        replace = True
     if "reference" not in results:
         results["reference"] = quantization_cost(base, REFERENCE, 0, 0, chosen["table"]["eval_chars"])
-        _write(out, results)
+        _write(out, results, replace)
+        replace = True
     if "shifts" not in results:
         results["shifts"] = shift_table(base, chosen["shifts"])
-        _write(out, results)
+        _write(out, results, replace)
+        replace = True
     done = {_key(run) for run in results["runs"]}
     todo = [run for run in planned_runs(chosen) if _key(run) not in done]
     bar = todo
@@ -267,8 +271,30 @@ def run_sweep(
     for run in bar:
         _, record = fine_tune_once(base, run["method"], run["lr"], run["seed"], chosen)
         results["runs"].append(record)
-        _write(out, results)
-    _write(out, results)
+        _write(out, results, replace)
+        replace = True
+    _write(out, results, replace)
+    return results
+
+
+def _read_results(out: Path) -> dict[str, Any]:
+    """The results JSON that ``--resume`` continues, or a one-line ValueError naming the file."""
+    fix = "pass --force to start again, or give another --out"
+    try:
+        results = json.loads(out.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"--resume: {out} is not a text file; {fix}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"--resume: {out} is not valid JSON ({error.msg}, line {error.lineno}); {fix}"
+        ) from None
+    runs = results.get("runs") if isinstance(results, dict) else None
+    if not isinstance(runs, list) or not all(
+        isinstance(r, dict) and {"method", "lr", "seed"} <= set(r) for r in runs
+    ):
+        raise ValueError(
+            f"--resume: {out} is not an experiment-qlora results file (no list of 'runs'); {fix}"
+        )
     return results
 
 
@@ -334,8 +360,8 @@ def run(args: argparse.Namespace) -> int:
         results = run_sweep(
             out, settings, force=args.force, resume=args.resume, progress=not args.no_progress
         )
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError, FloatingPointError) as error:
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
     print(
         f"wrote {out} ({len(results['runs'])} runs, {len(results['table']) + len(results['shifts'])} table rows)"

@@ -95,7 +95,7 @@ def test_generation_with_a_fixed_seed_is_reproducible():
 
 
 def test_generation_refuses_a_negative_temperature():
-    with pytest.raises(ValueError, match="temperature must be >= 0"):
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
         generate(small_model(), "a", 3, temperature=-1.0)
 
 
@@ -176,8 +176,10 @@ def test_pretrain_gpt_writes_a_loadable_checkpoint_and_refuses_to_overwrite(tmp_
 
 
 def test_pretrain_gpt_refuses_zero_steps(tmp_path, capsys):
-    assert cli.main(["pretrain-gpt", "--out", str(tmp_path / "g.pt"), "--steps", "0"]) == 2
-    assert "--steps must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["pretrain-gpt", "--out", str(tmp_path / "g.pt"), "--steps", "0"])
+    assert stop.value.code == 2
+    assert "--steps: expected a positive integer, got '0'" in capsys.readouterr().err
     assert not (tmp_path / "g.pt").exists()
 
 

@@ -195,7 +195,7 @@ def break_config(folder, **fields):
         ),
         (
             lambda f: break_file(f, lambda t: t["base_model.model.head.lora_B.weight"].fill_(math.nan)),
-            "head.lora_B: holds NaN or inf",
+            "head.lora_B.weight holds NaN or inf",
         ),
         (
             lambda f: break_file(f, lambda t: t.pop("base_model.model.head.lora_B.weight")),

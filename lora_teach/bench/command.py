@@ -93,6 +93,8 @@ META_KEYS = ("mode", "torch", "cpu_count", "devices", "date")
 def load_results(path: Path | str) -> dict:
     """Results saved with ``lora-teach bench --json``; ValueError (one line) for anything else."""
     where = f"--from-json {path}"
+    if Path(path).is_dir():
+        raise ValueError(f"{where} is a folder; give the JSON file saved with `lora-teach bench --json`")
     try:
         results = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
@@ -127,6 +129,8 @@ def _check_plot_path(path: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check every option and output path, measure (or load), print, then save the plot."""
     try:
+        if args.only is not None and not [f for f in args.only.split(",") if f.strip()]:
+            raise ValueError(f"--only {args.only!r} names no figure; name some among {', '.join(FIGURES)}")
         only = [f.strip() for f in args.only.split(",") if f.strip()] if args.only else list(FIGURES)
         unknown = sorted(set(only) - set(FIGURES))
         if unknown:
