@@ -87,3 +87,55 @@ def test_checks_leave_the_global_random_state_alone():
     nb05.q1.check(lora_linear_forward)
     nb05.q3.check(merged_weight)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_q1_an_answer_under_no_grad_fails_and_names_the_cause(capsys):
+    def under_no_grad(x, layer, A, B, s):
+        with torch.no_grad():
+            return layer(x) + s * ((x @ A.T) @ B.T)
+
+    assert not nb05.q1.check(under_no_grad)
+    out = capsys.readouterr().out
+    assert out.startswith("Incorrect") and "no_grad" in out and "detach" in out
+
+
+def test_q1_a_detached_side_path_fails(capsys):
+    assert not nb05.q1.check(lambda x, layer, A, B, s: layer(x) + s * ((x @ A.T) @ B.T).detach())
+    out = capsys.readouterr().out
+    assert out.startswith("Incorrect") and "lora_A and lora_B" in out
+
+
+def test_q1_one_detached_factor_is_named(capsys):
+    assert not nb05.q1.check(lambda x, layer, A, B, s: layer(x) + s * ((x @ A.detach().T) @ B.T))
+    out = capsys.readouterr().out
+    assert out.startswith("Incorrect") and "lora_A" in out and "lora_B" not in out
+
+
+def test_q1_a_change_to_the_base_layer_fails(capsys):
+    def merge_into_layer(x, layer, A, B, s):
+        with torch.no_grad():
+            layer.weight += s * (B @ A)
+        return layer(x) + 0 * (A.sum() + B.sum())
+
+    assert not nb05.q1.check(merge_into_layer)
+    assert "in place" in capsys.readouterr().out
+
+
+def test_q1_forming_the_full_update_is_not_praised_for_avoiding_it(capsys):
+    def full_matrix(x, layer, A, B, s):
+        return x @ (layer.weight + s * B @ A).T + layer.bias
+
+    assert nb05.q1.check(full_matrix)
+    out = capsys.readouterr().out
+    assert out.startswith("Correct") and "never forms" not in out and "forms the (out, in) update" in out
+
+
+def test_q1_the_reference_answer_keeps_its_message(capsys):
+    assert nb05.q1.check(lora_linear_forward)
+    out = capsys.readouterr().out
+    assert "never forms the (out, in) update" in out
+
+
+def test_q1_using_the_layers_weight_without_forming_the_update_keeps_its_message(capsys):
+    assert nb05.q1.check(lambda x, layer, A, B, s: x @ layer.weight.T + layer.bias + s * (x @ A.T) @ B.T)
+    assert "never forms the (out, in) update" in capsys.readouterr().out

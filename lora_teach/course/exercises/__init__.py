@@ -234,6 +234,41 @@ def expect_close(
         raise Incorrect(f"`{name}`{where} has the right shape but wrong values (largest error {worst:.3g})")
 
 
+def expect_gradients(
+    name: str,
+    got: torch.Tensor,
+    factors: Sequence[torch.Tensor],
+    upstream: torch.Tensor,
+    expected: Sequence[torch.Tensor],
+    labels: Sequence[str] = ("lora_A", "lora_B"),
+) -> None:
+    """Incorrect unless ``got`` (the student's result, its graph kept) carries gradients back to each
+    of ``factors`` (leaves with requires_grad), and the right ones: the gradients of
+    ``(got * upstream).sum()`` must match ``expected`` (float64, one per factor). The message names the
+    likely cause (torch.no_grad(), .detach()) and which factor, never a value."""
+    cause = "was it computed under torch.no_grad() or with .detach()? The factors would never train"
+    grads: Sequence[torch.Tensor | None] | None = None
+    if got.requires_grad and got.grad_fn is not None:
+        try:
+            grads = torch.autograd.grad(
+                got, list(factors), grad_outputs=upstream.to(got.dtype), allow_unused=True
+            )
+        except RuntimeError:
+            grads = None
+    missing = list(labels) if grads is None else [k for k, g in zip(labels, grads, strict=True) if g is None]
+    if missing:
+        raise Incorrect(
+            f"`{name}` gives the right numbers, but gradients cannot flow back to {' and '.join(missing)}: "
+            + cause
+        )
+    for label, g, e in zip(labels, grads, expected, strict=True):
+        if g.shape != e.shape or not torch.allclose(g.double(), e, rtol=1e-4, atol=1e-5):
+            raise Incorrect(
+                f"`{name}` gives the right numbers, but the gradient reaching {label} is wrong: is part "
+                "of it detached (.detach(), .data, torch.no_grad())?"
+            )
+
+
 class CheckResult:
     """What ``check`` returns: true only for a right answer. A notebook shows nothing
     for it, since the printed line already says everything."""
@@ -373,6 +408,7 @@ __all__ = [
     "call_student",
     "expect_close",
     "expect_equal",
+    "expect_gradients",
     "miss",
     "returned_number",
     "set_check_listener",

@@ -8,7 +8,14 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lora_teach.course.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.course.exercises import (
+    Incorrect,
+    Question,
+    call_student,
+    expect_close,
+    expect_equal,
+    expect_gradients,
+)
 
 # q1 --------------------------------------------------------------------------------
 
@@ -40,42 +47,6 @@ q1 = Question(
 
 # (out, in, r, scaling, seed): ranks 1 to 3 and several shapes, so a fixed rank or shape cannot pass
 _Q2_CASES = [(5, 7, 2, 0.5, 4), (4, 6, 3, 2.0, 14), (6, 3, 1, 0.25, 24), (3, 9, 3, 1.5, 34)]
-
-
-def _reaches_factors(
-    got: torch.Tensor, factors: tuple[torch.Tensor, torch.Tensor], upstream: torch.Tensor
-) -> tuple[torch.Tensor | None, ...] | None:
-    """The gradients of ``(got * upstream).sum()`` for (lora_A, lora_B), or None where ``got`` holds no graph."""
-    if not got.requires_grad or got.grad_fn is None:
-        return None
-    try:
-        return torch.autograd.grad(got, factors, grad_outputs=upstream.to(got.dtype), allow_unused=True)
-    except RuntimeError:
-        return None
-
-
-_NO_GRAPH = (
-    "`{name}` returns the right numbers, but gradients cannot flow back to {which}: was it computed "
-    "under torch.no_grad() or with .detach()? The factors would never train"
-)
-
-
-def _check_graph(
-    name: str, got: torch.Tensor, factors: tuple, upstream: torch.Tensor, expected: tuple
-) -> None:
-    """Incorrect unless ``got`` carries gradients back to lora_A and lora_B, and the right ones."""
-    grads = _reaches_factors(got, factors, upstream)
-    if grads is None:
-        raise Incorrect(_NO_GRAPH.format(name=name, which="lora_A and lora_B"))
-    missing = [label for label, g in zip(("lora_A", "lora_B"), grads, strict=True) if g is None]
-    if missing:
-        raise Incorrect(_NO_GRAPH.format(name=name, which=" and ".join(missing)))
-    for label, g, e in zip(("lora_A", "lora_B"), grads, expected, strict=True):
-        if not torch.allclose(g.double(), e, rtol=1e-4, atol=1e-5):
-            raise Incorrect(
-                f"`{name}` returns the right numbers, but the gradient reaching {label} is wrong: is part "
-                "of the update detached (.detach(), .data, torch.no_grad())?"
-            )
 
 
 def _check_q2(lora_weight: Callable) -> str:
@@ -117,7 +88,7 @@ def _check_q2_case(
         raise Incorrect("`lora_weight` returns only the update; add the frozen weight W as well")
     context = f"for a random ({out_features}, {in_features}) weight with r={r}, scaling={scaling}"
     expect_close("lora_weight", got, expected, context=context)
-    _check_graph("lora_weight", returned, factors, upstream, expected_grads)
+    expect_gradients("lora_weight", returned, factors, upstream, expected_grads)
 
 
 q2 = Question(
