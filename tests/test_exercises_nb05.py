@@ -1,5 +1,6 @@
 """The nb05 exercises: reference answers pass, typical mistakes fail by name, placeholders are not attempted."""
 
+import pytest
 import torch
 
 from lora_teach.course.exercises import ____, nb05
@@ -57,7 +58,7 @@ def test_q2_whole_count_fails(capsys):
 def test_q2_other_wrong_number_fails(capsys):
     assert not nb05.q2.check(256 + 128)
     out = capsys.readouterr().out
-    assert "`bias_parameters`" in out and "too low" in out and "394" not in out
+    assert "`bias_parameters`" in out and "not right" in out and "394" not in out
 
 
 def test_q3_in_place_merge_fails(capsys):
@@ -139,3 +140,16 @@ def test_q1_the_reference_answer_keeps_its_message(capsys):
 def test_q1_using_the_layers_weight_without_forming_the_update_keeps_its_message(capsys):
     assert nb05.q1.check(lambda x, layer, A, B, s: x @ layer.weight.T + layer.bias + s * (x @ A.T) @ B.T)
     assert "never forms the (out, in) update" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("guess", [0, 100, 393, 395, 1_000, 3_940, 39.4, 3_000])
+def test_q2_feedback_gives_no_direction_to_bisect_with(guess, capsys):
+    """A count between 0 and 3,518 would fall to a dozen guesses if the check said too high / too low
+    (or off by a factor of 10): every wrong guess gets the same words, only the guess itself differs."""
+    assert not nb05.q2.check(guess)
+    line = capsys.readouterr().out
+    shown = f"{guess:,}" if isinstance(guess, int) else f"{guess}"
+    assert line.replace(f"(you gave {shown})", "(you gave N)") == (
+        "Incorrect (nb05.q2): `bias_parameters` (the biases of DigitsNet's three layers) is not right "
+        "(you gave N); `.hint()` gives a nudge\n"
+    ), line
