@@ -129,3 +129,67 @@ def test_q3_check_leaves_the_global_random_state_alone():
     torch.manual_seed(123)
     nb04.q3.check(freeze_all_but_lora)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_q2_a_rank_two_only_answer_fails(capsys):
+    """The check tries ranks other than 2 (and other shapes), so an answer written for r=2 fails."""
+
+    def rank_two_only(weight, lora_A, lora_B, scaling):
+        return weight + scaling * (lora_B[:, :1] @ lora_A[:1] + lora_B[:, 1:2] @ lora_A[1:2])
+
+    assert not nb04.q2.check(rank_two_only)
+    out = capsys.readouterr().out
+    assert out.startswith("Incorrect") and "`lora_weight`" in out
+
+
+def test_q2_a_fixed_shape_answer_fails(capsys):
+    def fixed_shape(weight, lora_A, lora_B, scaling):
+        return weight + scaling * (lora_B @ lora_A).reshape(5, 7)
+
+    assert not nb04.q2.check(fixed_shape)
+    assert capsys.readouterr().out.startswith("Incorrect")
+
+
+def test_q2_an_answer_under_no_grad_fails_and_names_the_cause(capsys):
+    def under_no_grad(weight, lora_A, lora_B, scaling):
+        with torch.no_grad():
+            return weight + scaling * (lora_B @ lora_A)
+
+    assert not nb04.q2.check(under_no_grad)
+    out = capsys.readouterr().out
+    assert out.startswith("Incorrect") and "no_grad" in out and "detach" in out
+
+
+def test_q2_a_detached_answer_fails(capsys):
+    assert not nb04.q2.check(lambda w, A, B, s: (w + s * (B @ A)).detach())
+    assert "lora_A and lora_B" in capsys.readouterr().out
+
+
+def test_q2_one_detached_factor_is_named(capsys):
+    assert not nb04.q2.check(lambda w, A, B, s: w + s * (B.detach() @ A))
+    out = capsys.readouterr().out
+    assert "lora_B" in out and "detach" in out
+
+
+def test_q2_a_partly_detached_update_fails(capsys):
+    """Right numbers and a graph that reaches both factors, but not the gradient of W + s B A."""
+
+    def partly_detached(w, A, B, s):
+        return w + s * (B @ A).detach() + 0 * (A.sum() + B.sum())
+
+    assert not nb04.q2.check(partly_detached)
+    assert "gradient reaching" in capsys.readouterr().out
+
+
+def test_q2_a_float64_answer_keeps_its_graph_and_passes():
+    assert nb04.q2.check(lambda w, A, B, s: w.double() + s * (B.double() @ A.double()))
+
+
+def test_q3_last_letter_rule_fails_on_plain_parameters_called_A_and_B(capsys):
+    def freeze_by_last_letter(model):
+        for name, param in model.named_parameters():
+            param.requires_grad_(name[-1] in "AB")
+
+    assert not nb04.q3.check(freeze_by_last_letter)
+    out = capsys.readouterr().out
+    assert out.startswith("Incorrect") and "proj_B" in out

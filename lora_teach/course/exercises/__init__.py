@@ -6,7 +6,8 @@ A check prints exactly one line that starts with "Correct", "Incorrect" or
 the notebook's stop button, passes through). Feedback on a wrong number says too high,
 too low or wrong units, never the right value (that is for ``solution()``); where the
 right value is a small whole number it says only "not right", since the direction would
-let a student find it by bisection. A check of a function computes what it expects from
+let a student find it by bisection; so does a check of a larger count that a student could bisect
+for in a few tries (``expect_equal(..., directed=False)``). A check of a function computes what it expects from
 pristine inputs and hands the function copies, so a function that changes its inputs
 changes nothing the check reads. A grader reads outcomes through ``set_check_listener``.
 """
@@ -187,14 +188,18 @@ def _how_far(name: str, where: str, got: int | float, expected: float) -> str:
     return f"`{name}`{where} is {side} (you gave {shown}); `.hint()` gives a nudge"
 
 
-def expect_equal(name: str, got: Any, expected: Any, context: str = "") -> None:
+def expect_equal(name: str, got: Any, expected: Any, context: str = "", directed: bool = True) -> None:
     """Exact equality. Where ``expected`` is a number, any number type that equals it passes
-    (np.int64, 4.0, a one-element tensor), and a wrong one is told too high / too low / units;
+    (np.int64, 4.0, a one-element tensor), and a wrong one is told too high / too low / units, or
+    only "not right" where ``directed`` is False (a count a student could bisect for);
     other values (tuples, lists, dicts) must be equal. The expected value is never printed."""
     where = f" {context}" if context else ""
     if _is_number(expected):
         value = as_number(name, got, context)
         if value != expected:
+            if not directed and math.isfinite(value):
+                shown = f"{value:,}" if isinstance(value, int) else f"{value:.12g}"
+                raise Incorrect(f"`{name}`{where} is not right (you gave {shown}); `.hint()` gives a nudge")
             raise Incorrect(_how_far(name, where, value, float(expected)))
         return
     try:
@@ -232,6 +237,41 @@ def expect_close(
             raise Incorrect(f"`{name}`{where} holds nan or inf values")
         worst = (got_t - expected_t).abs().max().item()
         raise Incorrect(f"`{name}`{where} has the right shape but wrong values (largest error {worst:.3g})")
+
+
+def expect_gradients(
+    name: str,
+    got: torch.Tensor,
+    factors: Sequence[torch.Tensor],
+    upstream: torch.Tensor,
+    expected: Sequence[torch.Tensor],
+    labels: Sequence[str] = ("lora_A", "lora_B"),
+) -> None:
+    """Incorrect unless ``got`` (the student's result, its graph kept) carries gradients back to each
+    of ``factors`` (leaves with requires_grad), and the right ones: the gradients of
+    ``(got * upstream).sum()`` must match ``expected`` (float64, one per factor). The message names the
+    likely cause (torch.no_grad(), .detach()) and which factor, never a value."""
+    cause = "was it computed under torch.no_grad() or with .detach()? The factors would never train"
+    grads: Sequence[torch.Tensor | None] | None = None
+    if got.requires_grad and got.grad_fn is not None:
+        try:
+            grads = torch.autograd.grad(
+                got, list(factors), grad_outputs=upstream.to(got.dtype), allow_unused=True
+            )
+        except RuntimeError:
+            grads = None
+    missing = list(labels) if grads is None else [k for k, g in zip(labels, grads, strict=True) if g is None]
+    if missing:
+        raise Incorrect(
+            f"`{name}` gives the right numbers, but gradients cannot flow back to {' and '.join(missing)}: "
+            + cause
+        )
+    for label, g, e in zip(labels, grads, expected, strict=True):
+        if g.shape != e.shape or not torch.allclose(g.double(), e, rtol=1e-4, atol=1e-5):
+            raise Incorrect(
+                f"`{name}` gives the right numbers, but the gradient reaching {label} is wrong: is part "
+                "of it detached (.detach(), .data, torch.no_grad())?"
+            )
 
 
 class CheckResult:
@@ -373,6 +413,7 @@ __all__ = [
     "call_student",
     "expect_close",
     "expect_equal",
+    "expect_gradients",
     "miss",
     "returned_number",
     "set_check_listener",

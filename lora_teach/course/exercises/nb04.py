@@ -8,7 +8,14 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lora_teach.course.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.course.exercises import (
+    Incorrect,
+    Question,
+    call_student,
+    expect_close,
+    expect_equal,
+    expect_gradients,
+)
 
 # q1 --------------------------------------------------------------------------------
 
@@ -38,15 +45,29 @@ q1 = Question(
 # q2 --------------------------------------------------------------------------------
 
 
+# (out, in, r, scaling, seed): ranks 1 to 3 and several shapes, so a fixed rank or shape cannot pass
+_Q2_CASES = [(5, 7, 2, 0.5, 4), (4, 6, 3, 2.0, 14), (6, 3, 1, 0.25, 24), (3, 9, 3, 1.5, 34)]
+
+
 def _check_q2(lora_weight: Callable) -> str:
-    generator = torch.Generator().manual_seed(4)
-    out_features, in_features, r, scaling = 5, 7, 2, 0.5
+    for out_features, in_features, r, scaling, seed in _Q2_CASES:
+        _check_q2_case(lora_weight, out_features, in_features, r, scaling, seed)
+    return "this is exactly what a LoRA parametrization's forward(W) returns."
+
+
+def _check_q2_case(
+    lora_weight: Callable, out_features: int, in_features: int, r: int, scaling: float, seed: int
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
     weight32 = torch.randn(out_features, in_features, generator=generator)  # float32, as a model's weights
     lora_A32 = torch.randn(r, in_features, generator=generator)
     lora_B32 = torch.randn(out_features, r, generator=generator)
+    upstream = torch.randn(out_features, in_features, generator=generator)  # a loss's gradient
     weight, lora_A, lora_B = (t.double() for t in (weight32, lora_A32, lora_B32))  # compared in float64
     expected = weight + scaling * lora_B @ lora_A
+    expected_grads = (scaling * lora_B.T @ upstream.double(), scaling * upstream.double() @ lora_A.T)
     given = [t.clone() for t in (weight32, lora_A32, lora_B32)]
+    factors = (given[1].requires_grad_(True), given[2].requires_grad_(True))  # trainable, as in a model
     # passed as they are (copies already), so that an in-place change to W can be named
     got = call_student(lora_weight, *given, scaling, name="lora_weight", copies=False)
     if not torch.equal(given[0], weight32):
@@ -56,6 +77,7 @@ def _check_q2(lora_weight: Callable) -> str:
         )
     if not isinstance(got, torch.Tensor):
         raise Incorrect(f"`lora_weight` should return a tensor, got {type(got).__name__}")
+    returned = got
     if got.is_floating_point():
         got = got.detach().to(torch.float64)  # float32 or float64, compared in float64
     if tuple(got.shape) == (in_features, out_features):
@@ -64,8 +86,9 @@ def _check_q2(lora_weight: Callable) -> str:
         raise Incorrect("`lora_weight` forgets the scaling: multiply B @ A by `scaling`")
     if got.shape == expected.shape and torch.allclose(got, scaling * lora_B @ lora_A, atol=1e-5):
         raise Incorrect("`lora_weight` returns only the update; add the frozen weight W as well")
-    expect_close("lora_weight", got, expected, context="for a random (5, 7) weight with r=2, scaling=0.5")
-    return "this is exactly what a LoRA parametrization's forward(W) returns."
+    context = f"for a random ({out_features}, {in_features}) weight with r={r}, scaling={scaling}"
+    expect_close("lora_weight", got, expected, context=context)
+    expect_gradients("lora_weight", returned, factors, upstream, expected_grads)
 
 
 q2 = Question(
@@ -93,14 +116,25 @@ class _Factors(nn.Module):
         return weight + self.lora_B @ self.lora_A
 
 
+class _Plain(nn.Module):
+    """A module of one's own whose (not LoRA) parameters are called ``A`` and ``B``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.A = nn.Parameter(torch.zeros(2, 3))
+        self.B = nn.Parameter(torch.zeros(3, 2))
+
+
 def _parametrized_model() -> nn.Module:
-    """Adapted layers beside plain ones whose module names contain "A", "B" and "lora_A": only the
-    last part of a parameter's name tells a LoRA factor apart."""
+    """Adapted layers beside plain ones whose module names contain "A", "B" and "lora_A", and plain
+    parameters called "A" and "B": only the whole last part of a parameter's name tells a LoRA factor
+    apart (not its last letter)."""
     model = nn.ModuleDict(
         {
             "encoder": nn.Linear(8, 6),
             "Block_B": nn.Linear(6, 6),
             "lora_A_head": nn.Linear(6, 4),
+            "proj_B": _Plain(),
             "decoder": nn.Linear(4, 3),
         }
     )

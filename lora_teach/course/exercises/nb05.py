@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from lora_teach.course.exercises import (
     Incorrect,
@@ -15,6 +16,7 @@ from lora_teach.course.exercises import (
     call_student,
     expect_close,
     expect_equal,
+    expect_gradients,
 )
 
 
@@ -42,26 +44,68 @@ def _float64(value: object) -> object:
     return value
 
 
+class _FullUpdateWatch(TorchFunctionMode):
+    """Notes whether any torch operation made a tensor of one of ``shapes`` that requires grad: with
+    the base layer frozen and only the factors trainable, that is the (out, in) update B @ A formed
+    (or a weight built from it)."""
+
+    def __init__(self, shapes: set[tuple[int, ...]]) -> None:
+        super().__init__()
+        self.shapes, self.formed = shapes, False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's protocol
+        result = func(*args, **(kwargs or {}))
+        if isinstance(result, torch.Tensor) and result.requires_grad and tuple(result.shape) in self.shapes:
+            self.formed = True
+        return result
+
+
 def _check_q1(lora_linear_forward: Callable) -> str:
     x, base_layer, lora_A, lora_B, scaling = _example()
+    base_layer.requires_grad_(False)  # frozen, as the wrapper keeps it; only the factors train
+    upstream = torch.randn(3, 5, generator=torch.Generator().manual_seed(15))  # a loss's gradient
     with torch.no_grad():
         base = base_layer(x).double()
-        side = (x.double() @ lora_A.double().T) @ lora_B.double().T
+        A, B, G = lora_A.double(), lora_B.double(), upstream.double()
+        side = (x.double() @ A.T) @ B.T
         expected = base + scaling * side
+        expected_grads = (scaling * (G @ B).T @ x.double(), scaling * G.T @ (x.double() @ A.T))
+    # the student's own copies, the factors trainable, passed as they are so that the check can
+    # follow gradients back to them and name a change to the layer
+    layer_given, x_given = copy.deepcopy(base_layer), x.clone()
+    factors = (lora_A.clone().requires_grad_(True), lora_B.clone().requires_grad_(True))
+    watch = _FullUpdateWatch({(5, 7), (7, 5)})
+    with watch:
         got = call_student(
-            lora_linear_forward, x, base_layer, lora_A, lora_B, scaling, name="lora_linear_forward"
+            lora_linear_forward,
+            x_given,
+            layer_given,
+            *factors,
+            scaling,
+            name="lora_linear_forward",
+            copies=False,
         )
-        if not isinstance(got, torch.Tensor):
-            raise Incorrect(f"`lora_linear_forward` should return a tensor, got {type(got).__name__}")
-        got = _float64(got)
-        if got.shape == expected.shape:
-            if torch.allclose(got, base + side, atol=1e-5):
-                raise Incorrect("`lora_linear_forward` forgets the scaling on the LoRA path")
-            if torch.allclose(got, scaling * side, atol=1e-5):
-                raise Incorrect("`lora_linear_forward` drops the frozen layer: add base_layer(x)")
-            if torch.allclose(got, base, atol=1e-5):
-                raise Incorrect("`lora_linear_forward` returns only base_layer(x); add the LoRA path")
-        expect_close("lora_linear_forward", got, expected, context="for x (3, 7), a Linear 7 -> 5 and r=2")
+    if not (
+        torch.equal(layer_given.weight, base_layer.weight) and torch.equal(layer_given.bias, base_layer.bias)
+    ):
+        raise Incorrect("`lora_linear_forward` changed base_layer in place; leave the frozen layer as it was")
+    if not isinstance(got, torch.Tensor):
+        raise Incorrect(f"`lora_linear_forward` should return a tensor, got {type(got).__name__}")
+    returned, got = got, _float64(got)
+    if got.shape == expected.shape:
+        if torch.allclose(got, base + side, atol=1e-5):
+            raise Incorrect("`lora_linear_forward` forgets the scaling on the LoRA path")
+        if torch.allclose(got, scaling * side, atol=1e-5):
+            raise Incorrect("`lora_linear_forward` drops the frozen layer: add base_layer(x)")
+        if torch.allclose(got, base, atol=1e-5):
+            raise Incorrect("`lora_linear_forward` returns only base_layer(x); add the LoRA path")
+    expect_close("lora_linear_forward", got, expected, context="for x (3, 7), a Linear 7 -> 5 and r=2")
+    expect_gradients("lora_linear_forward", returned, factors, upstream, expected_grads)
+    if watch.formed:
+        return (
+            "the numbers are right, but this forms the (out, in) update B @ A, as a merge does; the "
+            "wrapper can skip it: x @ A.T, then @ B.T, costs r * (in + out) per row instead of in * out."
+        )
     return "the wrapper never forms the (out, in) update; it multiplies x by A, then by B."
 
 
@@ -85,7 +129,14 @@ def _check_q2(bias_parameters: int) -> str:
         raise Incorrect(
             "`bias_parameters` is the LoRA count; which other parameters does the tutorial leave trainable?"
         )
-    expect_equal("bias_parameters", bias_parameters, 394, context="(the biases of DigitsNet's three layers)")
+    # no too high / too low: between 0 and 3,518 a student would bisect for it in a dozen tries
+    expect_equal(
+        "bias_parameters",
+        bias_parameters,
+        394,
+        context="(the biases of DigitsNet's three layers)",
+        directed=False,
+    )
     return "256 + 128 + 10 = 394 biases, the whole gap between 3,124 and 3,518."
 
 
