@@ -1,5 +1,5 @@
 """The verdicts notebook 09 states in its prose and summary hold for the committed full sweep
-(data/gpt_experiment_full.json), by the course's rule (a difference beyond two standard errors over seeds);
+(data/gpt_experiment_full.json), by the course's rule (a difference beyond its 95 % t interval over seeds);
 and a fine-tuning run gives the same numbers whatever the kernel's thread count."""
 
 from __future__ import annotations
