@@ -21,8 +21,26 @@ def test_pretrained_digitsnet_trains_once_then_loads(tmp_path, monkeypatch):
     first = experiment.pretrained_digitsnet("original", seed=4)
     second = experiment.pretrained_digitsnet("original", seed=4)
     assert calls == [("original", 4)]
-    assert [p.name for p in tmp_path.iterdir()] == ["digitsnet-original-seed4.pt"]
+    assert [p.name for p in tmp_path.iterdir()] == [experiment.checkpoint_path("original", 4).name]
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_a_checkpoint_of_another_recipe_or_code_is_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path))
+    before = experiment.checkpoint_path("corrected", 0)
+    assert before.name.startswith("digitsnet-corrected-seed0-")
+    assert experiment.checkpoint_path("corrected", 1) != before
+    assert experiment.checkpoint_path("original", 0) != before
+
+    def other_recipe(variant="corrected", seed=0, batch_size=10, num_epochs=1, lr=3e-3, progress=True):
+        return DigitsNet(variant)
+
+    monkeypatch.setattr(experiment, "train_baseline", other_recipe)  # another lr: another file
+    assert experiment.checkpoint_path("corrected", 0) != before
+    monkeypatch.undo()
+    monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setattr(experiment.torch, "__version__", "0.0.1")  # another torch: another file
+    assert experiment.checkpoint_path("corrected", 0) != before
 
 
 def test_both_methods_give_identical_results_with_the_same_seed():
