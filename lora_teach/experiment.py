@@ -209,3 +209,34 @@ def run_experiment(
         trainable_lora_and_biases=counts["all"],
         model=tuned,
     )
+
+
+@torch.no_grad()
+def accuracy_among(
+    model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], digits: Sequence[int]
+) -> float:
+    """k-way accuracy (0-1) on the images of ``digits``, each predicted as the top score among ``digits``
+    only: x (N, 784), y (N,). It measures telling those digits apart, not how often they are predicted."""
+    digits = check_digits(digits)
+    x, y = data
+    keep = torch.isin(y, torch.tensor(digits))
+    if not keep.any():
+        raise ValueError(f"no images of the digits {digits} in data; pass digits that occur")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    scores = model(x[keep].to(device))[:, digits].cpu()
+    model.train(was_training)
+    predicted = torch.tensor(digits)[scores.argmax(dim=1)]
+    return (predicted == y[keep]).float().mean().item()
+
+
+def shift_scores(base: torch.nn.Module, digits: Sequence[int], c: float) -> torch.nn.Module:
+    """A copy of ``base`` with ``c`` added to the output scores of ``digits`` (the last Linear's bias):
+    the no-training control of a fine-tune that only moves predictions toward those digits."""
+    digits = check_digits(digits)
+    model = copy.deepcopy(base)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias[digits] += c
+    return model

@@ -157,3 +157,32 @@ def test_failed_checkpoint_save_leaves_no_temporary_file(monkeypatch, tmp_path):
     with pytest.raises(OSError, match="disk full"):
         experiment.pretrained_digitsnet("corrected", seed=6, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_accuracy_among_picks_the_top_score_among_the_digits_only():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 10))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.copy_(torch.arange(10.0))  # always predicts 9 out of ten, the largest of any subset
+    x, y = torch.zeros(4, 3), torch.tensor([2, 3, 3, 7])
+    assert experiment.accuracy_among(model, (x, y), [2, 3]) == pytest.approx(2 / 3)  # 3 wins among 2, 3
+    with pytest.raises(ValueError, match="no images of the digits"):
+        experiment.accuracy_among(model, (x, y), [5, 6])
+
+
+def test_a_score_shift_moves_predictions_but_not_the_ranking_among_the_shifted_digits():
+    torch.manual_seed(0)
+    base = DigitsNet("corrected")
+    x, y = torch.randn(200, 784), torch.randint(0, 10, (200,))
+    shifted = experiment.shift_scores(base, [2, 3, 5], 3.0)
+    assert torch.equal(
+        shifted.linear3.bias - base.linear3.bias, torch.tensor([0, 0, 3, 3, 0, 3, 0, 0, 0, 0.0])
+    )
+    assert experiment.accuracy_among(shifted, (x, y), [2, 3, 5]) == experiment.accuracy_among(
+        base, (x, y), [2, 3, 5]
+    )
+    assert (shifted(x).argmax(1) == 2).sum() + (shifted(x).argmax(1) == 3).sum() > (
+        base(x).argmax(1) == 2
+    ).sum()
+    with pytest.raises(ValueError, match="digits must be"):
+        experiment.shift_scores(base, [11], 1.0)
