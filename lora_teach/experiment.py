@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import inspect
+import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -66,10 +69,33 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get("LORA_TEACH_CHECKPOINTS") or data_root() / "checkpoints")
 
 
+def recipe_key(variant: str, seed: int) -> str:
+    """12 hex digits naming everything that makes a baseline: variant, seed, the recipe's defaults, the
+    source of the code that trains it (this recipe, the training loop, the model, the data batches) and
+    torch's version. A change to any of them names a new checkpoint, so a stale one is never loaded."""
+    from lora_teach import data, models
+    from lora_teach import train as training
+
+    recipe = {
+        "variant": variant,
+        "seed": seed,
+        "defaults": {k: v.default for k, v in inspect.signature(train_baseline).parameters.items()},
+        "code": [inspect.getsource(m) for m in (train_baseline, training, models, data.Batches)],
+        "torch": torch.__version__.split("+")[0],
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def checkpoint_path(variant: str = "corrected", seed: int = 0) -> Path:
+    """Where the baseline of ``train_baseline(variant, seed)`` is cached, keyed by ``recipe_key``."""
+    return checkpoint_dir() / f"digitsnet-{variant}-seed{seed}-{recipe_key(variant, seed)}.pt"
+
+
 def pretrained_digitsnet(variant: str = "corrected", seed: int = 0, progress: bool = True) -> DigitsNet:
     """The baseline of ``train_baseline(variant, seed)``, loaded from its checkpoint, or
-    trained and saved (atomically) when the checkpoint is missing."""
-    path = checkpoint_dir() / f"digitsnet-{variant}-seed{seed}.pt"
+    trained and saved (atomically) when the checkpoint is missing. The file name carries the
+    recipe and code version (``recipe_key``): a checkpoint of another recipe is never reused."""
+    path = checkpoint_path(variant, seed)
     model = DigitsNet(variant)
     if path.exists():
         try:
@@ -188,3 +214,34 @@ def run_experiment(
         trainable_lora_and_biases=counts["all"],
         model=tuned,
     )
+
+
+@torch.no_grad()
+def accuracy_among(
+    model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], digits: Sequence[int]
+) -> float:
+    """k-way accuracy (0-1) on the images of ``digits``, each predicted as the top score among ``digits``
+    only: x (N, 784), y (N,). It measures telling those digits apart, not how often they are predicted."""
+    digits = check_digits(digits)
+    x, y = data
+    keep = torch.isin(y, torch.tensor(digits))
+    if not keep.any():
+        raise ValueError(f"no images of the digits {digits} in data; pass digits that occur")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    scores = model(x[keep].to(device))[:, digits].cpu()
+    model.train(was_training)
+    predicted = torch.tensor(digits)[scores.argmax(dim=1)]
+    return (predicted == y[keep]).float().mean().item()
+
+
+def shift_scores(base: torch.nn.Module, digits: Sequence[int], c: float) -> torch.nn.Module:
+    """A copy of ``base`` with ``c`` added to the output scores of ``digits`` (the last Linear's bias):
+    the no-training control of a fine-tune that only moves predictions toward those digits."""
+    digits = check_digits(digits)
+    model = copy.deepcopy(base)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias[digits] += c
+    return model

@@ -21,8 +21,26 @@ def test_pretrained_digitsnet_trains_once_then_loads(tmp_path, monkeypatch):
     first = experiment.pretrained_digitsnet("original", seed=4)
     second = experiment.pretrained_digitsnet("original", seed=4)
     assert calls == [("original", 4)]
-    assert [p.name for p in tmp_path.iterdir()] == ["digitsnet-original-seed4.pt"]
+    assert [p.name for p in tmp_path.iterdir()] == [experiment.checkpoint_path("original", 4).name]
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_a_checkpoint_of_another_recipe_or_code_is_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path))
+    before = experiment.checkpoint_path("corrected", 0)
+    assert before.name.startswith("digitsnet-corrected-seed0-")
+    assert experiment.checkpoint_path("corrected", 1) != before
+    assert experiment.checkpoint_path("original", 0) != before
+
+    def other_recipe(variant="corrected", seed=0, batch_size=10, num_epochs=1, lr=3e-3, progress=True):
+        return DigitsNet(variant)
+
+    monkeypatch.setattr(experiment, "train_baseline", other_recipe)  # another lr: another file
+    assert experiment.checkpoint_path("corrected", 0) != before
+    monkeypatch.undo()
+    monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setattr(experiment.torch, "__version__", "0.0.1")  # another torch: another file
+    assert experiment.checkpoint_path("corrected", 0) != before
 
 
 def test_both_methods_give_identical_results_with_the_same_seed():
@@ -139,3 +157,32 @@ def test_failed_checkpoint_save_leaves_no_temporary_file(monkeypatch, tmp_path):
     with pytest.raises(OSError, match="disk full"):
         experiment.pretrained_digitsnet("corrected", seed=6, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_accuracy_among_picks_the_top_score_among_the_digits_only():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 10))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.copy_(torch.arange(10.0))  # always predicts 9 out of ten, the largest of any subset
+    x, y = torch.zeros(4, 3), torch.tensor([2, 3, 3, 7])
+    assert experiment.accuracy_among(model, (x, y), [2, 3]) == pytest.approx(2 / 3)  # 3 wins among 2, 3
+    with pytest.raises(ValueError, match="no images of the digits"):
+        experiment.accuracy_among(model, (x, y), [5, 6])
+
+
+def test_a_score_shift_moves_predictions_but_not_the_ranking_among_the_shifted_digits():
+    torch.manual_seed(0)
+    base = DigitsNet("corrected")
+    x, y = torch.randn(200, 784), torch.randint(0, 10, (200,))
+    shifted = experiment.shift_scores(base, [2, 3, 5], 3.0)
+    assert torch.equal(
+        shifted.linear3.bias - base.linear3.bias, torch.tensor([0, 0, 3, 3, 0, 3, 0, 0, 0, 0.0])
+    )
+    assert experiment.accuracy_among(shifted, (x, y), [2, 3, 5]) == experiment.accuracy_among(
+        base, (x, y), [2, 3, 5]
+    )
+    assert (shifted(x).argmax(1) == 2).sum() + (shifted(x).argmax(1) == 3).sum() > (
+        base(x).argmax(1) == 2
+    ).sum()
+    with pytest.raises(ValueError, match="digits must be"):
+        experiment.shift_scores(base, [11], 1.0)

@@ -1,4 +1,4 @@
-"""The rule behind every comparing sentence: a difference counts only beyond two standard errors."""
+"""The rule behind every comparing sentence: a difference counts only beyond its 95 % t interval."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lora_teach.stats import compare, spread
+from lora_teach.stats import compare, spread, t_critical, t_tail
 
 finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False)
 
@@ -72,3 +72,80 @@ def test_format_names_what_the_values_vary_over():
 
     assert spread([1.0, 3.0]).format(1, "ms", over="repeats") == "2.0 ± 1.4 ms (2 repeats: 1.0, 3.0)"
     assert spread([1.0, 3.0]).format(1).endswith("(2 seeds: 1.0, 3.0)")
+
+
+# Two-sided 95 % critical values of Student's t, from any printed table.
+TABLE = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    9: 2.262,
+    10: 2.228,
+    20: 2.086,
+    30: 2.042,
+}
+
+
+@pytest.mark.parametrize("df, value", sorted(TABLE.items()))
+def test_critical_value_matches_the_printed_table(df, value):
+    assert t_critical(df) == pytest.approx(value, abs=5e-4)
+
+
+def test_critical_value_tends_to_the_normal_one():
+    assert t_critical(math.inf) == pytest.approx(1.95996, abs=1e-5)
+    assert t_critical(1e7) == pytest.approx(1.95996, abs=1e-5)
+
+
+@given(st.floats(min_value=0.5, max_value=1e4))
+def test_critical_value_leaves_two_and_a_half_percent_in_each_tail(df):
+    t = t_critical(df)
+    assert t_tail(t, df) == pytest.approx(0.025, rel=1e-6)
+    assert t > 1.959
+
+
+@given(st.floats(min_value=0.5, max_value=500), st.floats(min_value=0.01, max_value=5))
+def test_critical_value_falls_as_degrees_of_freedom_grow(df, more):
+    assert t_critical(df + more) < t_critical(df)
+
+
+@given(st.floats(min_value=0.5, max_value=1e3))
+def test_critical_value_agrees_with_scipy(df):
+    stats = pytest.importorskip("scipy.stats")
+    assert t_critical(df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-7)
+
+
+def test_bad_degrees_of_freedom_are_refused():
+    with pytest.raises(ValueError, match="df must be positive"):
+        t_critical(0)
+
+
+def test_paired_rule_uses_n_minus_one_degrees_of_freedom():
+    # differences 1, 2, 3: mean 2, standard error 1/sqrt(3) = 0.577; t(2) * 0.577 = 2.48 > 2, while
+    # the old two-standard-errors rule (1.15) would have called it "higher".
+    result = compare([1.0, 2.0, 3.0], [0.0, 0.0, 0.0], paired=True)
+    assert result.df == 2
+    assert result.uncertainty == pytest.approx(4.3027 / math.sqrt(3), rel=1e-4)
+    assert result.verdict == "indistinguishable"
+    assert compare([1.0, 2.0, 3.0, 2.0, 2.0], [0.0] * 5, paired=True).verdict == "higher"
+
+
+def test_unpaired_rule_uses_welch_degrees_of_freedom():
+    stats = pytest.importorskip("scipy.stats")
+    a, b = [3.0, 4.5, 5.0, 7.0], [1.0, 1.2, 0.9]
+    result = compare(a, b)
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    assert result.df == pytest.approx(welch.df, rel=1e-9)
+    # the verdict is the 5 % two-sided Welch t-test's
+    assert (result.verdict != "indistinguishable") == (welch.pvalue < 0.05)
+
+
+def test_pure_noise_gets_a_verdict_about_five_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    trials = 4000
+    called = sum(
+        compare(*rng.normal(size=(2, 3)), paired=True).verdict != "indistinguishable" for _ in range(trials)
+    )
+    assert 0.035 < called / trials < 0.065  # two standard errors at 3 seeds would call about 18 %

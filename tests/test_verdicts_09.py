@@ -1,5 +1,5 @@
 """The verdicts notebook 09 states in its prose and summary hold for the committed full sweep
-(data/gpt_experiment_full.json), by the course's rule (a difference beyond two standard errors over seeds);
+(data/gpt_experiment_full.json), by the course's rule (a difference beyond its 95 % t interval over seeds);
 and a fine-tuning run gives the same numbers whatever the kernel's thread count."""
 
 from __future__ import annotations
@@ -33,10 +33,34 @@ def test_the_committed_sweep_is_the_full_one_and_complete(results):
     assert done == planned
 
 
-def test_at_an_equal_budget_all_linear_r2_learns_more_than_qv_r8_and_than_qv_r64(results):
+def _flattery(results, method):
+    """How much better a method's chosen rate scored than its better grid neighbour, on the same characters:
+    what choosing and reporting on one slice can flatter it by (notebook 09, section 3)."""
+    kind, targets, r = METHODS[method]
+    groups, grid = grouped(results), sorted(results["settings"]["grid"][method])
+    lr = best_lr(results, kind, targets, r)
+    i = grid.index(lr)
+
+    def mean(x):
+        values = groups[(kind, targets, r, x)]["code_bpc"]
+        return sum(values) / len(values)
+
+    return min(mean(grid[j]) for j in (i - 1, i + 1) if 0 <= j < len(grid)) - mean(lr)
+
+
+def _survives(result, flattery):
+    return result.verdict != "indistinguishable" and abs(result.difference) - result.uncertainty > flattery
+
+
+def test_at_an_equal_budget_all_linear_r2_learns_more_than_qv_r8_but_not_clearly_more_than_qv_r64(results):
     every, qv8, qv64 = _best(results, "all", 2), _best(results, "qv", 8), _best(results, "qv", 64)
-    assert compare(every["code_bpc"], qv8["code_bpc"], paired=True).verdict == "lower"
-    assert compare(every["code_bpc"], qv64["code_bpc"], paired=True).verdict == "lower"
+    r8 = compare(every["code_bpc"], qv8["code_bpc"], paired=True)
+    r64 = compare(every["code_bpc"], qv64["code_bpc"], paired=True)
+    assert r8.verdict == "lower"
+    assert _survives(r8, max(_flattery(results, "lora_all_r2"), _flattery(results, "lora_qv_r8")))
+    # the summary does not claim this one: chosen and reported on the same characters, its margin is no
+    # larger than the choice can flatter (split in two halves it was "lower" one way, a tie the other)
+    assert not _survives(r64, max(_flattery(results, "lora_all_r2"), _flattery(results, "lora_qv_r64")))
     assert qv64["trainable"] == 8 * qv8["trainable"]
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import statistics
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -77,3 +79,57 @@ def seconds_once(fn: Callable[[], object], device: torch.device) -> float:
     fn()
     sync(device)
     return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class TimingRange:
+    """Seconds per call of one function over interleaved rounds, and its ratio to the reference's in the
+    same round (paired: both timed under the same load). A measured range, never a verdict: on a shared
+    machine a rerun moves the numbers, so the course reports them and lets the reader judge."""
+
+    seconds: tuple[float, ...]  # one median per round
+    ratios: tuple[float, ...]  # seconds / the reference's seconds, round by round
+
+    def __str__(self) -> str:
+        low, high = min(self.ratios), max(self.ratios)
+        return (
+            f"{low:.2f}-{high:.2f} × the reference (median {statistics.median(self.ratios):.2f}, "
+            f"{len(self.ratios)} rounds)"
+        )
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def interleaved_ranges(
+    fns: dict[str, Callable[[], object]],
+    reference: str,
+    rounds: int = 5,
+    min_run_time: float = 0.05,
+    threads: int | None = None,
+    around: dict[str, Callable[[], contextlib.AbstractContextManager]] | None = None,
+) -> dict[str, TimingRange]:
+    """Time every ``fns[label]()`` in ``rounds`` interleaved rounds (each round times each function once,
+    ``blocked_autorange`` for ``min_run_time`` s, in an order rotated every round, so drifting load falls
+    on all alike) and pair each with ``fns[reference]`` of the same round. ``around[label]()`` makes a
+    context entered around that label's block of calls (e.g. ``parametrize.cached``)."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 2:
+        raise ValueError(f"rounds must be a whole number of at least 2 (a range needs two), got {rounds!r}")
+    if reference not in fns:
+        raise ValueError(f"reference must be one of the labels {list(fns)}, got {reference!r}")
+    around = around or {}
+    if set(around) - set(fns):
+        raise ValueError(f"around names labels that are not in fns: {sorted(set(around) - set(fns))}")
+    timers = {label: make_timer(fn, threads) for label, fn in fns.items()}
+    labels = list(fns)
+    seconds: dict[str, list[float]] = {label: [] for label in labels}
+    for round_ in range(rounds):
+        shift = round_ % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            with around.get(label, contextlib.nullcontext)():
+                seconds[label].append(timers[label].blocked_autorange(min_run_time=min_run_time).median)
+    ref = seconds[reference]
+    return {
+        label: TimingRange(tuple(s), tuple(a / b for a, b in zip(s, ref))) for label, s in seconds.items()
+    }
