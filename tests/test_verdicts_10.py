@@ -1,5 +1,5 @@
 """The verdicts notebook 10 states hold for the committed sweep (data/qlora_experiment_full.json), by the course's
-rule (a difference beyond two standard errors); and a QLoRA run and a quantization cost give the same numbers
+rule (a difference beyond its 95 % t interval); and a QLoRA run and a quantization cost give the same numbers
 whatever the kernel's thread count."""
 
 from __future__ import annotations

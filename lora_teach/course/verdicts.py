@@ -18,4 +18,5 @@ def verdict_words(outputs: Iterable[Mapping]) -> list[str]:
             texts.append(output.get("text", ""))
         elif "data" in output:
             texts.append(output["data"].get("text/markdown", ""))
-    return VERDICT.findall("\n".join(texts))
+    # nbformat joins multi-line text; raw notebook JSON may keep it as a list of lines
+    return VERDICT.findall("\n".join(t if isinstance(t, str) else "".join(t) for t in texts))
