@@ -184,3 +184,21 @@ def test_the_data_row_shows_no_absolute_path_from_the_course_folder(monkeypatch)
         _by_name(doctor.doctor_report())["data"].value
         == "MNIST in ../data/MNIST/raw (4 files, MD5 sums match)"
     )
+
+
+def test_doctor_prints_each_row_as_its_check_ends_not_all_at_the_end(monkeypatch, capsys):
+    """Importing torch takes seconds (29 s on a loaded laptop): the user sees a first line at once, then each
+    row when its check ends."""
+    seen = []
+
+    def rows():
+        seen.append(capsys.readouterr().out)  # before any check: the header is already out
+        yield doctor.DoctorRow("python", "3.11", True)
+        seen.append(capsys.readouterr().out)  # before the next check: the first row is already out
+        yield doctor.DoctorRow("torch", "not installed", False, "pip install torch")
+
+    monkeypatch.setattr(doctor, "doctor_rows", rows)
+    assert doctor.run(None) == 1
+    assert seen[0].startswith("Checking Python") and "python" not in seen[0].split("\n", 1)[1]
+    assert "OK    python" in seen[1] and "torch" not in seen[1].split("\n", 1)[1]
+    assert "Not ready: fix torch" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import importlib.util
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 MIN_PYTHON = (3, 10)
@@ -144,39 +145,51 @@ def _data_row() -> DoctorRow:
     return DoctorRow("data", f"MNIST in {shown_path(raw)} (4 files, MD5 sums match)", True)
 
 
-def doctor_report() -> list[DoctorRow]:
-    """Check Python, the packages, the device and the MNIST files; one row each (and on Colab,
-    a ``colab`` row with what the setup cell installed)."""
+def doctor_rows() -> Iterator[DoctorRow]:
+    """Check Python, the packages, the device and the MNIST files, yielding one row each as it is known (and
+    on Colab, a ``colab`` row with what the setup cell installed)."""
     colab = on_colab()
-    rows = [_python_row()] + ([_colab_row()] if colab else [])
+    yield _python_row()
+    if colab:
+        yield _colab_row()
     for module, pip_name, essential in PACKAGES:
         if colab and module in COLAB_NOT_NEEDED:
-            rows.append(
-                DoctorRow(module, f"not needed on Colab ({COLAB_NOT_NEEDED[module]})", True, "", False)
-            )
+            yield DoctorRow(module, f"not needed on Colab ({COLAB_NOT_NEEDED[module]})", True, "", False)
         else:
-            rows.append(_package_row(module, pip_name, essential))
-    rows += [_device_row(), _data_row()]
-    return rows
+            yield _package_row(module, pip_name, essential)
+    yield _device_row()
+    yield _data_row()
+
+
+def doctor_report() -> list[DoctorRow]:
+    """All of :func:`doctor_rows`, as a list."""
+    return list(doctor_rows())
+
+
+NAME_WIDTH = max(len(name) for name in ["python", "colab", "device", "data", *(m for m, _, _ in PACKAGES)])
+
+
+def format_row(row: DoctorRow, width: int = NAME_WIDTH) -> str:
+    """One row as aligned text, with its fix under it when it is not OK."""
+    line = f"{row.status:<4}  {row.name:<{width}}  {row.value}"
+    return line + (f"\n{'':<4}  {'':<{width}}  fix: {row.fix}" if row.fix else "")
+
+
+def verdict(rows: list[DoctorRow]) -> str:
+    """The last line: ready, ready for the notebooks only, or what to fix."""
+    failed = [row.name for row in rows if row.status == "FAIL"]
+    warned = [row.name for row in rows if row.status == "WARN"]
+    if failed:
+        return f"Not ready: fix {', '.join(failed)} (see above)."
+    if warned:
+        return f"Ready for the notebooks ({', '.join(warned)} is only needed to run the tests)."
+    return "All good: you are ready for the course."
 
 
 def format_report(rows: list[DoctorRow]) -> str:
     """The report as aligned text, a fix under each row that is not OK, and a verdict."""
     width = max(len(row.name) for row in rows)
-    lines = []
-    for row in rows:
-        lines.append(f"{row.status:<4}  {row.name:<{width}}  {row.value}")
-        if row.fix:
-            lines.append(f"{'':<4}  {'':<{width}}  fix: {row.fix}")
-    failed = [row.name for row in rows if row.status == "FAIL"]
-    warned = [row.name for row in rows if row.status == "WARN"]
-    if failed:
-        lines.append(f"Not ready: fix {', '.join(failed)} (see above).")
-    elif warned:
-        lines.append(f"Ready for the notebooks ({', '.join(warned)} is only needed to run the tests).")
-    else:
-        lines.append("All good: you are ready for the course.")
-    return "\n".join(lines)
+    return "\n".join([*(format_row(row, width) for row in rows), verdict(rows)])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -184,7 +197,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the report; exit status 1 when an essential check fails."""
-    rows = doctor_report()
-    print(format_report(rows))
+    """Print the report row by row as each check ends (importing torch takes seconds); exit status 1 when an
+    essential check fails."""
+    print("Checking Python, the packages, the device and the data (importing torch takes a few seconds):")
+    rows = []
+    for row in doctor_rows():
+        print(format_row(row), flush=True)
+        rows.append(row)
+    print(verdict(rows))
     return 1 if any(row.status == "FAIL" for row in rows) else 0
