@@ -54,3 +54,23 @@ def test_a_box_sees_no_file_of_the_instructor_and_no_network(tmp_path):
     assert found["home_entries"] in ([], [".pyenv"])  # at most the Python installation inside a home
     assert (work / "mine.txt").read_text() == "written in the box"
     assert Path("/usr/lora-teach-probe").exists() is False
+
+
+def test_a_course_under_tmp_stays_readable_in_the_box_and_its_neighbours_do_not(tmp_path):
+    """CI clones the course into a temporary folder: the box's private /tmp must not hide what it binds."""
+    course = tmp_path / "course"  # pytest's tmp_path lies under /tmp
+    course.mkdir()
+    (course / "data.txt").write_text("the course's data")
+    (tmp_path / "neighbour.txt").write_text("not the box's")
+    work = tmp_path / "work"
+    work.mkdir()
+    setup = grade.make_setup(10)
+    probe = (
+        "import os, sys; open('/box/work/seen.txt', 'w').write("
+        "open(sys.argv[1]).read() + '|' + str(os.path.exists(sys.argv[2])))"
+    )
+    argv = [sys.executable, "-c", probe, str(course / "data.txt"), str(tmp_path / "neighbour.txt")]
+    command = box.box_command(argv, {"/box/work": work}, [*setup.readable, course], setup.env)
+    finished = box.run_limited(command, box.Limits(), 60, tmp_path / "log.txt")
+    assert finished.returncode == 0, (tmp_path / "log.txt").read_text()
+    assert (work / "seen.txt").read_text() == "the course's data|False"

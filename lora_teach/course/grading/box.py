@@ -92,6 +92,9 @@ def box_command(
     """``argv`` inside a new bwrap box; ``binds`` maps a path inside the box to a writable folder,
     ``readonly`` to a folder it may only read."""
     command = [shutil.which("bwrap") or "bwrap"]
+    # The private /tmp first: what is bound below lands on top of it, so a course or a virtual environment
+    # that lives under /tmp (a clone in a temporary folder, as CI makes) stays visible in the box.
+    command += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev", "--dir", "/run"]
     for root in readable:
         command += ["--ro-bind", str(root), str(root)]
     for inside, outside in binds.items():
@@ -101,7 +104,6 @@ def box_command(
     for link in ("/bin", "/sbin", "/lib", "/lib64", "/lib32"):
         if os.path.islink(link):  # merged /usr: /bin -> usr/bin, and the loader is found through /lib64
             command += ["--symlink", os.readlink(link), link]
-    command += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev", "--dir", "/run"]
     command += ["--unshare-all", "--unshare-pid", "--new-session", "--die-with-parent", "--clearenv"]
     for name, value in env.items():
         command += ["--setenv", name, value]
