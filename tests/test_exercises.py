@@ -35,13 +35,31 @@ def test_a_checker_message_follows_correct(capsys):
 
 
 def test_a_wrong_number_names_the_variable_and_the_direction_but_not_the_answer(capsys):
-    assert not rank.check(3)
+    count = Question("q2 count", lambda n: expect_equal("pixels", n, 784), ["h1", "h2"], "pixels = 784")
+    assert not count.check(785)
     assert (
         capsys.readouterr().out
-        == "Incorrect (q1 rank): `rank_of_M` is too high (you gave 3); `.hint()` gives a nudge\n"
+        == "Incorrect (q2 count): `pixels` is too high (you gave 785); `.hint()` gives a nudge\n"
     )
-    assert not rank.check(1)
-    assert "`rank_of_M` is too low (you gave 1)" in capsys.readouterr().out
+    assert not count.check(700)
+    assert "`pixels` is too low (you gave 700)" in capsys.readouterr().out
+
+
+def test_a_small_whole_answer_gets_no_direction_so_it_cannot_be_bisected(capsys):
+    for wrong in (0, 1, 3, 4, 17):
+        assert not rank.check(wrong)
+        line = capsys.readouterr().out
+        assert f"`rank_of_M` is not right (you gave {wrong})" in line
+        assert "too high" not in line and "too low" not in line
+
+
+@pytest.mark.parametrize(
+    "check", [lambda: rank.check(float("nan")), lambda: rank.check(torch.tensor(float("nan")))]
+)
+def test_nan_is_named_as_not_finite_never_too_low(check, capsys):
+    assert not check()
+    line = capsys.readouterr().out
+    assert "not a finite number" in line and "too low" not in line
 
 
 @pytest.mark.parametrize("answer", [____, [1, ____], {"a": ____}, (____,)])
@@ -96,8 +114,8 @@ def test_expect_close_checks_shape_then_values():
 
 def test_expect_equal_reads_one_element_tensors():
     expect_equal("n", torch.tensor(4), 4)
-    with pytest.raises(Incorrect, match=r"`n` for a 2x2 matrix is too high \(you gave 5\)"):
-        expect_equal("n", 5, 4, context="for a 2x2 matrix")
+    with pytest.raises(Incorrect, match=r"`n` for a 2x2 matrix is too high \(you gave 50\)"):
+        expect_equal("n", 50, 40, context="for a 2x2 matrix")
 
 
 def test_hints_are_graded_and_out_of_range_is_refused(capsys):

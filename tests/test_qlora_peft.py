@@ -48,6 +48,9 @@ def test_a_qlora_adapter_in_peft_on_bitsandbytes_4bit_base_equals_our_qlora_mode
     from tests.test_quant_bitsandbytes import bnb_tiny_gpt
 
     base, qlora, folder = trained
-    theirs = PeftModel.from_pretrained(bnb_tiny_gpt(base), folder).eval()
+    # Training mode (no dropout here): in eval mode on a CPU with AVX-512 BF16, bitsandbytes' Linear4bit
+    # repacks its weight for a bfloat16 kernel, which moves TinyGPT's logits by up to 0.27 from the float
+    # computation that QLoRA defines (dequantize, then multiply in the compute dtype).
+    theirs = PeftModel.from_pretrained(bnb_tiny_gpt(base), folder).train()
     with torch.no_grad():
-        torch.testing.assert_close(theirs(ids()), qlora(ids()), rtol=0, atol=1e-5)
+        torch.testing.assert_close(theirs(ids()), qlora.eval()(ids()), rtol=0, atol=1e-5)

@@ -54,7 +54,23 @@ def assert_like_bitsandbytes(weight, blocksize, quant_type, compress_statistics)
     # Values, not bytes: its C kernel turns FP4's pattern 8 into -0.0, its PyTorch fallback (odd shapes) into 0.0
     theirs_back = BF.dequantize_4bit(theirs, their_state).reshape(weight.shape)
     ours_back = dequantize_4bit(ours, our_state)
-    assert ours_back.dtype == theirs_back.dtype and torch.equal(ours_back, theirs_back)
+    reference = bitsandbytes_reference_dequantize(theirs, their_state).reshape(weight.shape)
+    assert ours_back.dtype == theirs_back.dtype and torch.equal(ours_back, reference)
+    # On CPUs with AVX-512, bitsandbytes 0.50's C kernel scales every block that crosses a row boundary by
+    # the wrong absmax (measured here: blocks of 128 on rows of 96 or 64). Where its kernel and its own
+    # reference agree, ours equals both (the old test compared with the kernel alone, on a CPU without it).
+
+
+def bitsandbytes_reference_dequantize(packed, state):
+    """bitsandbytes' own PyTorch dequantization (its "default" backend, eager), used where no C kernel is."""
+    from bitsandbytes.backends.default.ops import _dequantize_4bit_compute
+
+    absmax = state.absmax
+    if state.nested:
+        absmax = BF.dequantize_blockwise(state.absmax, state.state2) + state.offset
+    compute = getattr(_dequantize_4bit_compute, "__wrapped__", _dequantize_4bit_compute)  # skip torch.compile
+    flat = packed.view(torch.uint8).reshape(-1)
+    return compute(flat, absmax.float(), state.code, state.blocksize, state.shape, state.dtype)
 
 
 def test_the_codes_are_bitsandbytes():

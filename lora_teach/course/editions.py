@@ -300,12 +300,13 @@ run times, and the answers: each notebook's solution block, as `q.solution()` pr
    whose first cell installs the package. The repository's `student/` is the same edition, committed:
    the README's learner path and every Colab badge open it.
 3. **Collect** the `.ipynb` files, one folder per student: `submissions/alice/01_rank_and_decomposition.ipynb`.
-4. **Grade:** `lora-teach grade submissions/ --out grades.csv` runs each notebook in a fresh kernel and
-   records every check's own outcome (one CSV row per student, notebook and question).
+4. **Grade:** `lora-teach grade submissions/ --out grades.csv` runs each notebook in a fresh kernel inside
+   a bubblewrap box and re-checks every answer outside the student's kernel, functions also on hidden inputs
+   (one CSV row per student, notebook and question; `mismatch` where the kernel and the re-check disagree).
 5. **Feedback:** send each student `grades_feedback/<student>.md`, written beside the CSV.
 
-[teaching.md](teaching.md) explains each step, the grader's options and what grading cannot catch (a
-student can redefine a check; the solutions are public through `q.solution()`).
+[teaching.md](teaching.md) explains each step, the grader's options, what the box and the re-check
+guarantee, and what grading cannot catch (the solutions are public through `q.solution()`).
 
 ## Making and handing out the student edition
 

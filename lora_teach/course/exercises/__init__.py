@@ -2,14 +2,21 @@
 ``q1.hint()``, ``q1.hint(2)``, ``q1.solution()``.
 
 A check prints exactly one line that starts with "Correct", "Incorrect" or
-"Not attempted yet", whatever the answer, and never raises. Feedback on a wrong
-number says too high, too low or wrong units, never the right value (that is for
-``solution()``). A grader reads outcomes through ``set_check_listener``.
+"Not attempted yet", whatever the answer, and never raises (only KeyboardInterrupt,
+the notebook's stop button, passes through). Feedback on a wrong number says too high,
+too low or wrong units, never the right value (that is for ``solution()``); where the
+right value is a small whole number it says only "not right", since the direction would
+let a student find it by bisection. A check of a function computes what it expects from
+pristine inputs and hands the function copies, so a function that changes its inputs
+changes nothing the check reads. A grader reads outcomes through ``set_check_listener``.
 """
 
 from __future__ import annotations
 
+import copy
+import decimal
 import math
+import numbers
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -72,18 +79,25 @@ def _is_placeholder(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def call_student(function: Callable, *args: Any, name: str | None = None, returns: bool = True) -> Any:
-    """Call the student's function; NotImplementedError means "not attempted yet",
-    any other exception becomes an Incorrect that names the call, and so does
-    ``None`` returned where a value is expected (``returns``)."""
+def call_student(
+    function: Callable, *args: Any, name: str | None = None, returns: bool = True, copies: bool = True
+) -> Any:
+    """Call the student's function on deep copies of ``args`` (``copies``; pass False only where the
+    function must work on the check's own object, and then compare that object with what it was
+    before). NotImplementedError means "not attempted yet"; any other exception, SystemExit
+    included (everything but KeyboardInterrupt), becomes an Incorrect that names the call, and so
+    does ``None`` returned where a value is expected (``returns``)."""
     label = name or getattr(function, "__name__", "your function")
     if not callable(function):
         raise Incorrect(f"`{label}` should be a function, got {type(function).__name__}")
+    given = copy.deepcopy(args) if copies else args
     try:
-        result = function(*args)
+        result = function(*given)
+    except KeyboardInterrupt:
+        raise
     except NotImplementedError as error:
         raise NotAttempted(f"`{label}` still raises NotImplementedError") from error
-    except Exception as error:  # noqa: BLE001 - the point is to report any failure kindly
+    except BaseException as error:  # noqa: BLE001 - the point is to report any failure kindly
         shown = ", ".join(_describe(a) for a in args)
         raise Incorrect(f"`{label}({shown})` raised {type(error).__name__}: {error}") from error
     if returns and result is None:
@@ -102,8 +116,9 @@ def _describe(value: Any) -> str:
 
 
 def as_number(name: str, value: Any, context: str = "") -> int | float:
-    """``value`` as a Python int or float: accepts ints, floats, numpy scalars, 0-d arrays and
-    one-element tensors; anything else (bools, strings, None, longer tensors) is Incorrect."""
+    """``value`` as a Python int or float: accepts real numbers of any type (int, float, Fraction,
+    Decimal, numpy scalars), 0-d arrays and one-element tensors; anything else (bools, strings, None,
+    complex numbers, longer tensors) is Incorrect."""
     where = f" {context}" if context else ""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
@@ -117,15 +132,42 @@ def as_number(name: str, value: Any, context: str = "") -> int | float:
         value = value.item()
     elif isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, decimal.Decimal):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise Incorrect(f"`{name}`{where} should be a number, got {_describe(value)}")
+    if not isinstance(value, (int, float)):  # a Fraction, or another registered Real
+        value = int(value) if isinstance(value, numbers.Rational) and value.denominator == 1 else float(value)
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
     return value
 
 
+def returned_number(function_name: str, value: Any) -> int | float:
+    """What a student's function returned, as a number (as ``as_number`` reads it), or an Incorrect
+    saying that ``function_name`` should return a number: a string such as "42" is no number."""
+    try:
+        return as_number(function_name, value)
+    except Incorrect:
+        raise Incorrect(f"`{function_name}` should return a number, got {_describe(value)}") from None
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+SMALL_WHOLE = 32  # up to this size a whole-number answer gets no direction: bisection would find it
+
+
+def miss(got: float, expected: float) -> str:
+    """ "too high", "too low", "not a finite number" (nan, inf) or, where ``expected`` is a small whole
+    number (|expected| <= SMALL_WHOLE) and "too high / too low" would let a student bisect the few
+    candidates, "not right". Never the expected value."""
+    if not math.isfinite(got):
+        return "not a finite number"
+    if float(expected).is_integer() and abs(expected) <= SMALL_WHOLE:
+        return "not right"
+    return "too high" if got > expected else "too low"
 
 
 def _how_far(name: str, where: str, got: int | float, expected: float) -> str:
@@ -140,7 +182,7 @@ def _how_far(name: str, where: str, got: int | float, expected: float) -> str:
                 f"`{name}`{where} is off by a factor of about 10^{k}: check your units; "
                 "`.hint()` gives a nudge"
             )
-    side = "too high" if got > expected else "too low"
+    side = miss(got, expected)
     shown = f"{got:,}" if isinstance(got, int) else f"{got:.12g}"
     return f"`{name}`{where} is {side} (you gave {shown}); `.hint()` gives a nudge"
 
@@ -240,6 +282,7 @@ class Question:
     ) -> None:
         self.name, self._checker, self._hints, self._solution = name, checker, list(hints), solution
         self.last_outcome: Outcome | None = None
+        self.last_answers: tuple = ()  # what the latest check was given (the grader re-checks it)
         self._where: tuple[str, str] | None = None
 
     def _address(self) -> tuple[str, str]:
@@ -254,6 +297,7 @@ class Question:
     def check(self, *answers: Any) -> CheckResult:
         """Print one line saying whether the answer is right; the result is true only if it is.
         Never raises, and leaves torch's random state as it was."""
+        self.last_answers = answers
         try:
             with torch.random.fork_rng(devices=[]):
                 if any(_is_placeholder(a) for a in answers):
@@ -270,7 +314,9 @@ class Question:
             )
         except Incorrect as reason:
             status, line = "incorrect", f"Incorrect ({self.name}): {_one_line(reason)}"
-        except Exception as error:  # noqa: BLE001 - a check must answer, whatever it is given
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # noqa: BLE001 - a check must answer, whatever it is given
             status = "incorrect"
             line = (
                 f"Incorrect ({self.name}): this answer could not be checked "
@@ -327,5 +373,7 @@ __all__ = [
     "call_student",
     "expect_close",
     "expect_equal",
+    "miss",
+    "returned_number",
     "set_check_listener",
 ]

@@ -53,29 +53,37 @@ q1 = Question(
     ],
 )
 
-# q2: a function. The fraction of an image's pixels that carry ink.
+# q2: a function. The fraction of an image's pixels that carry ink, for an image of any size (the prompt
+# says so): 28 x 28 like MNIST's, and smaller ones where a fixed 784 would give itself away.
 
-_Q2_IMAGES = [
-    torch.tensor([[0, 0], [0, 255]], dtype=torch.uint8),
-    torch.tensor([[0, 0, 0], [0, 0, 0]], dtype=torch.uint8),
-    torch.tensor([[1, 2, 0, 0], [0, 0, 0, 7], [9, 0, 0, 0]], dtype=torch.uint8),
-    torch.full((28, 28), 200, dtype=torch.uint8),
-]
+
+def _q2_images() -> list[torch.Tensor]:
+    sparse = torch.zeros(28, 28, dtype=torch.uint8)
+    sparse[4:24, 12:15] = torch.arange(1, 61, dtype=torch.uint8).reshape(20, 3)  # 60 faint to bright pixels
+    return [
+        sparse,
+        torch.tensor([[0, 0], [0, 255]], dtype=torch.uint8),
+        torch.tensor([[0, 0, 0], [0, 0, 0]], dtype=torch.uint8),
+        torch.tensor([[1, 2, 0, 0], [0, 0, 0, 7], [9, 0, 0, 0]], dtype=torch.uint8),
+        torch.full((28, 28), 200, dtype=torch.uint8),
+    ]
 
 
 def _check_q2(ink_fraction) -> str:
-    for image in _Q2_IMAGES:
+    for image in _q2_images():
         shown = f"a {image.shape[0]} x {image.shape[1]} image"
-        got = as_number(
-            f"ink_fraction({shown})", call_student(ink_fraction, image.clone(), name="ink_fraction")
-        )
         inked = int((image > 0).sum())
         expected = inked / image.numel()
+        got = as_number(f"ink_fraction({shown})", call_student(ink_fraction, image, name="ink_fraction"))
         if abs(got - expected) <= 1e-6:
             continue
         if inked and abs(got - inked) <= 1e-6:
             raise Incorrect(
                 "`ink_fraction` returns how many pixels carry ink; divide by the number of pixels"
+            )
+        if image.numel() != 28 * 28 and abs(got - inked / (28 * 28)) <= 1e-6:
+            raise Incorrect(
+                f"`ink_fraction` divides by 28 x 28 for {shown}; count the pixels of the image it is given"
             )
         if got > 1:
             raise Incorrect("`ink_fraction` returned more than 1; a fraction lies between 0 and 1")

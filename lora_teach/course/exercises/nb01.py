@@ -6,7 +6,16 @@ import math
 
 import torch
 
-from lora_teach.course.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.course.exercises import (
+    Incorrect,
+    Question,
+    as_number,
+    call_student,
+    expect_close,
+    expect_equal,
+    miss,
+    returned_number,
+)
 from lora_teach.linalg import low_rank_approximation
 
 # q1: the rank of a small integer matrix
@@ -22,8 +31,7 @@ Q1_MATRIX = torch.tensor(
 
 
 def _check_q1(rank_of_M) -> str:
-    if isinstance(rank_of_M, torch.Tensor) and rank_of_M.numel() == 1:
-        rank_of_M = rank_of_M.item()
+    rank_of_M = as_number("rank_of_M", rank_of_M)
     if rank_of_M == 4 or rank_of_M == 5:
         raise Incorrect(
             f"`rank_of_M` should count independent rows, not all rows or columns; you gave {rank_of_M}"
@@ -68,18 +76,8 @@ q2 = Question(
 
 
 def _q3_number(got) -> float:
-    if isinstance(got, torch.Tensor):
-        if got.numel() != 1:
-            raise Incorrect(
-                f"`error_from_singular_values` should return one number, got a tensor of shape {tuple(got.shape)}"
-            )
-        got = got.item()
-    try:
-        return float(got)
-    except (TypeError, ValueError) as error:
-        raise Incorrect(
-            f"`error_from_singular_values` should return a number, got {type(got).__name__}"
-        ) from error
+    """The returned value as a float: any real number or one-element tensor, never a string."""
+    return float(returned_number("error_from_singular_values", got))
 
 
 # Typical slips, each a formula that a wrong answer matches on every case, and what to say about it.
@@ -120,11 +118,11 @@ def _check_q3(error_from_singular_values) -> str:
         (torch.tensor([4.0, 4.0, 4.0], dtype=torch.float64), 0),
         (torch.tensor([9.0, 2.0], dtype=torch.float64), 2),
     ]
+    expected = [math.sqrt((S[r:] ** 2).sum().item()) for S, r in cases]
     answers = []
     for S, r in cases:
-        got = call_student(error_from_singular_values, S.clone(), r, name="error_from_singular_values")
+        got = call_student(error_from_singular_values, S, r, name="error_from_singular_values")
         answers.append(_q3_number(got))
-    expected = [math.sqrt((S[r:] ** 2).sum().item()) for S, r in cases]
     if all(math.isclose(a, e, rel_tol=1e-6, abs_tol=1e-9) for a, e in zip(answers, expected)):
         return "the Frobenius error is sqrt(s_{r+1}^2 + s_{r+2}^2 + ...), known before computing M_r."
     for slip, message in _Q3_SLIPS:
@@ -133,7 +131,7 @@ def _check_q3(error_from_singular_values) -> str:
             raise Incorrect(f"`error_from_singular_values` {message}")
     for (S, r), a, e in zip(cases, answers, expected):
         if not math.isclose(a, e, rel_tol=1e-6, abs_tol=1e-9):
-            direction = "too high" if a > e else "too low"
+            direction = miss(a, e)
             raise Incorrect(
                 f"`error_from_singular_values(S, {r})` for S={S.tolist()} is {direction}; "
                 "which singular values does the best rank-r approximation throw away? See .hint()"
@@ -157,10 +155,10 @@ def _check_q4(best_rank_r) -> str:
     generator = torch.Generator().manual_seed(3)
     for m, n, r in [(6, 4, 2), (5, 9, 1), (8, 8, 3), (7, 3, 3), (4, 6, 0)]:
         M = torch.randn(m, n, generator=generator, dtype=torch.float64)
+        expected = low_rank_approximation(M, r)
         got = call_student(best_rank_r, M, r, name="best_rank_r")
         if not isinstance(got, torch.Tensor):
             raise Incorrect(f"`best_rank_r` should return a tensor, got {type(got).__name__}")
-        expected = low_rank_approximation(M, r)
         if got.shape != M.shape and got.shape in ((m, r), (r, n)):
             raise Incorrect(
                 "`best_rank_r` returned one factor; multiply U_r * S_r by Vh_r to get an (m, n) matrix"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from lora_teach.course.exercises import Incorrect, Question, call_student, expect_close, expect_equal
+from lora_teach.course.exercises import (
+    Incorrect,
+    Question,
+    call_student,
+    expect_close,
+    expect_equal,
+    miss,
+    returned_number,
+)
 
 # q1: the shapes of lora_A, lora_B and delta W for nn.Linear(784, 256) at r = 4
 
@@ -59,8 +67,10 @@ def _check_q2(lora_forward) -> str:
         W0 = torch.randn(d_out, d_in, generator=generator, dtype=torch.float64)
         lora_A = torch.randn(r, d_in, generator=generator, dtype=torch.float64)
         lora_B = torch.randn(d_out, r, generator=generator, dtype=torch.float64)
-        got = call_student(lora_forward, x, W0, lora_A, lora_B, scaling, name="lora_forward")
         expected = _reference_forward(x, W0, lora_A, lora_B, scaling)
+        got = call_student(lora_forward, x, W0, lora_A, lora_B, scaling, name="lora_forward")
+        if isinstance(got, torch.Tensor) and got.is_floating_point():
+            got = got.detach().to(torch.float64)  # a float32 answer is compared, not refused
         if isinstance(got, torch.Tensor) and got.shape == expected.shape and scaling != 1.0:
             unscaled = x @ W0.T + (x @ lora_A.T) @ lora_B.T
             if torch.allclose(got, unscaled) and not torch.allclose(got, expected):
@@ -96,8 +106,10 @@ def _check_q3(unmerge) -> str:
         lora_A = torch.randn(r, d_in, generator=generator, dtype=torch.float64)
         lora_B = torch.randn(d_out, r, generator=generator, dtype=torch.float64)
         W = W0 + scaling * lora_B @ lora_A
-        W_given = W.clone()
-        got = call_student(unmerge, W_given, lora_A.clone(), lora_B.clone(), scaling, name="unmerge")
+        W_given = W.clone()  # its own copy, passed as is, so that a change to it can be named
+        got = call_student(
+            unmerge, W_given, lora_A.clone(), lora_B.clone(), scaling, name="unmerge", copies=False
+        )
         if not torch.equal(W_given, W):
             raise Incorrect(
                 "`unmerge` changed the merged weight it was given; return a new tensor "
@@ -110,7 +122,7 @@ def _check_q3(unmerge) -> str:
                 f"`unmerge` returned shape {tuple(got.shape)} for a weight of shape {tuple(W0.shape)}; "
                 "the update lora_B @ lora_A has the weight's shape (out, in)"
             )
-        got = got.to(torch.float64)
+        got = got.detach().to(torch.float64)
         if torch.allclose(got, W0):
             continue
         if torch.allclose(got, W + scaling * lora_B @ lora_A):
@@ -173,12 +185,7 @@ def _check_q4(checkpoint_bytes) -> str:
     answers = []
     for case in cases:
         got = call_student(checkpoint_bytes, *case, name="checkpoint_bytes")
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        try:
-            answers.append(float(got))
-        except (TypeError, ValueError) as error:
-            raise Incorrect(f"`checkpoint_bytes` should return a number, got {type(got).__name__}") from error
+        answers.append(float(returned_number("checkpoint_bytes", got)))
     if all(a == _reference_bytes(*case) for a, case in zip(answers, cases)):
         gpt3 = _reference_bytes(96, 12288, 4, 2, 2)
         return f"GPT-3 175B at r = 4 on Wq and Wv: {gpt3:,} bytes = {gpt3 / 1e6:.1f} MB."
@@ -188,7 +195,7 @@ def _check_q4(checkpoint_bytes) -> str:
     for a, case in zip(answers, cases):
         expected = _reference_bytes(*case)
         if a != expected:
-            direction = "too high" if a > expected else "too low"
+            direction = miss(a, expected)
             raise Incorrect(
                 f"`checkpoint_bytes{case}` is {direction}; count A and B of one matrix first (.hint())"
             )

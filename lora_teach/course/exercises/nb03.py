@@ -3,6 +3,9 @@ the weakest digits, and collapsing the tutorial's three Linear layers into one."
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,19 +24,24 @@ TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def _as_int_list(name: str, value: object) -> list[int]:
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point():
-            raise Incorrect(f"`{name}` should hold whole counts, got a float tensor: {value.tolist()}")
+    """Counts given as a list, tuple, tensor or array of numbers of any type (``bincount(...).float()``
+    and a numpy float array alike), each a whole number, as a list of ints."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        if value.ndim != 1:
+            raise Incorrect(f"`{name}` should be one row of counts, got shape {tuple(value.shape)}")
         value = value.tolist()
+    if isinstance(value, (str, bytes, dict)):
+        raise Incorrect(f"`{name}` should be a list or tensor of counts, got {type(value).__name__}")
     try:
         items = list(value)
     except TypeError as error:
         raise Incorrect(
             f"`{name}` should be a list or tensor of 10 counts, got {type(value).__name__}"
         ) from error
-    if any(isinstance(v, float) and not float(v).is_integer() for v in items):
-        raise Incorrect(f"`{name}` should hold whole counts, not fractions: {items}")
-    return [int(v) for v in items]
+    numbers = [as_number(f"each entry of `{name}`", v) for v in items]
+    if any(not math.isfinite(v) or not float(v).is_integer() for v in numbers):
+        raise Incorrect(f"`{name}` should hold whole counts, not fractions or nan")
+    return [int(v) for v in numbers]
 
 
 # q1: images per digit in the training set ------------------------------------------------
@@ -119,10 +127,10 @@ def _reference_weakest(wrong_counts: list[int], digit_totals: list[int], k: int)
 
 
 def _check_weakest(weakest_digits: object) -> None:
-    got = call_student(weakest_digits, _WRONG, _TOTALS, 5, name="weakest_digits")
-    got = _as_int_list("weakest_digits(...)", got)
     by_count = sorted(torch.argsort(torch.tensor(_WRONG), descending=True, stable=True)[:5].tolist())
     expected = _reference_weakest(_WRONG, _TOTALS, 5)
+    got = call_student(weakest_digits, _WRONG, _TOTALS, 5, name="weakest_digits")
+    got = _as_int_list("weakest_digits(...)", got)
     if len(got) != 5:
         raise Incorrect(f"`weakest_digits(wrong_counts, digit_totals, 5)` should return 5 digits, got {got}")
     if sorted(got) == by_count and by_count != expected:
@@ -138,10 +146,11 @@ def _check_weakest(weakest_digits: object) -> None:
     if got != expected:
         raise Incorrect("`weakest_digits` found the right digits but should return them sorted")
     for k in (1, 3):
+        expected_k = _reference_weakest(_WRONG, _TOTALS, k)
         expect_equal(
             "weakest_digits",
             _as_int_list("weakest_digits(...)", call_student(weakest_digits, _WRONG, _TOTALS, k)),
-            _reference_weakest(_WRONG, _TOTALS, k),
+            expected_k,
             context=f"with k={k}",
         )
 
@@ -173,13 +182,13 @@ def _check_collapse(collapse: object) -> str:
         torch.manual_seed(3)
         model = DigitsNet("original")
     with torch.no_grad():
-        got = call_student(collapse, model, name="collapse")
+        expected_W, expected_b = collapse_reference(model)
+        last_bias = model.linear3.bias.double()
+        got = call_student(collapse, model, name="collapse")  # a copy: the model above stays as it is
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise Incorrect(f"`collapse(model)` should return a pair (W, b), got {type(got).__name__}")
         W, b = got
-        expected_W, expected_b = collapse_reference(model)
         expect_close("W", W, expected_W, rtol=1e-4, atol=1e-5, context="(the product of the three weights)")
-        last_bias = model.linear3.bias.double()
         if torch.as_tensor(b).shape == (10,) and torch.allclose(torch.as_tensor(b).double(), last_bias):
             raise Incorrect(
                 "`b` is only the last layer's bias; the first two biases also pass through the later weights"

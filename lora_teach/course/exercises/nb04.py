@@ -27,7 +27,7 @@ def _check_q1(lora_param_count: Callable[[int, int, int], int]) -> str:
 
 
 q1 = Question(
-    "nb04.q1",
+    "q1 LoRA parameters of a layer",
     _check_q1,
     hints=[
         "Write down the shapes of lora_A and lora_B for a layer with weight (out, in).",
@@ -41,25 +41,35 @@ q1 = Question(
 def _check_q2(lora_weight: Callable) -> str:
     generator = torch.Generator().manual_seed(4)
     out_features, in_features, r, scaling = 5, 7, 2, 0.5
-    weight = torch.randn(out_features, in_features, generator=generator)
-    lora_A = torch.randn(r, in_features, generator=generator)
-    lora_B = torch.randn(out_features, r, generator=generator)
-    got = call_student(lora_weight, weight, lora_A, lora_B, scaling, name="lora_weight")
+    weight32 = torch.randn(out_features, in_features, generator=generator)  # float32, as a model's weights
+    lora_A32 = torch.randn(r, in_features, generator=generator)
+    lora_B32 = torch.randn(out_features, r, generator=generator)
+    weight, lora_A, lora_B = (t.double() for t in (weight32, lora_A32, lora_B32))  # compared in float64
+    expected = weight + scaling * lora_B @ lora_A
+    given = [t.clone() for t in (weight32, lora_A32, lora_B32)]
+    # passed as they are (copies already), so that an in-place change to W can be named
+    got = call_student(lora_weight, *given, scaling, name="lora_weight", copies=False)
+    if not torch.equal(given[0], weight32):
+        raise Incorrect(
+            "`lora_weight` changed the weight W it was given (W += ... or W.add_(...)); return a new tensor "
+            "(W + ...) so that the frozen weight stays as it was"
+        )
     if not isinstance(got, torch.Tensor):
         raise Incorrect(f"`lora_weight` should return a tensor, got {type(got).__name__}")
-    expected = weight + scaling * lora_B @ lora_A
+    if got.is_floating_point():
+        got = got.detach().to(torch.float64)  # float32 or float64, compared in float64
     if tuple(got.shape) == (in_features, out_features):
         raise Incorrect("`lora_weight` returns shape (in, out): the weight of nn.Linear is (out, in)")
-    if got.shape == expected.shape and torch.allclose(got, weight + lora_B @ lora_A):
+    if got.shape == expected.shape and torch.allclose(got, weight + lora_B @ lora_A, atol=1e-5):
         raise Incorrect("`lora_weight` forgets the scaling: multiply B @ A by `scaling`")
-    if got.shape == expected.shape and torch.allclose(got, scaling * lora_B @ lora_A):
+    if got.shape == expected.shape and torch.allclose(got, scaling * lora_B @ lora_A, atol=1e-5):
         raise Incorrect("`lora_weight` returns only the update; add the frozen weight W as well")
     expect_close("lora_weight", got, expected, context="for a random (5, 7) weight with r=2, scaling=0.5")
     return "this is exactly what a LoRA parametrization's forward(W) returns."
 
 
 q2 = Question(
-    "nb04.q2",
+    "q2 the parametrized weight",
     _check_q2,
     hints=[
         "lora_B is (out, r) and lora_A is (r, in): which order of the product gives (out, in)?",
@@ -105,10 +115,21 @@ def _parametrized_model() -> nn.Module:
 def _check_q3(freeze_all_but_lora: Callable[[nn.Module], None]) -> str:
     with torch.random.fork_rng(devices=[]):  # building the model must not move the student's RNG
         model = _parametrized_model()
-    call_student(freeze_all_but_lora, model, name="freeze_all_but_lora", returns=False)
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    lora = {name for name, _ in model.named_parameters() if name.rpartition(".")[2] in ("lora_A", "lora_B")}
-    if trainable == {name for name, _ in model.named_parameters()}:
+    # what the answer must reach, read from the model before the student's function sees it
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    lora = {name for name in before if name.rpartition(".")[2] in ("lora_A", "lora_B")}
+    # the function works in place on this model: that is the exercise
+    call_student(freeze_all_but_lora, model, name="freeze_all_but_lora", returns=False, copies=False)
+    after = dict(model.named_parameters())
+    if set(after) != set(before) or any(
+        after[n].shape != before[n].shape or not torch.equal(after[n].detach(), before[n]) for n in before
+    ):
+        raise Incorrect(
+            "`freeze_all_but_lora` changed the model's parameters (removed, replaced or edited some); "
+            "only set requires_grad"
+        )
+    trainable = {name for name, p in after.items() if p.requires_grad}
+    if trainable == set(before):
         raise Incorrect("`freeze_all_but_lora` left every parameter trainable; set requires_grad to False")
     if lora - trainable:
         raise Incorrect(f"`freeze_all_but_lora` froze LoRA factors too: {sorted(lora - trainable)}")
@@ -123,7 +144,7 @@ def _check_q3(freeze_all_but_lora: Callable[[nn.Module], None]) -> str:
 
 
 q3 = Question(
-    "nb04.q3",
+    "q3 freeze all but LoRA",
     _check_q3,
     hints=[
         "Loop over model.named_parameters() and decide from each name whether it is a LoRA factor.",

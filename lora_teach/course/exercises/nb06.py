@@ -44,12 +44,12 @@ def _q1_cases():
 
 def _check_q1(learning_and_forgetting) -> str:
     for before, after, digits in _q1_cases():
+        expected = _reference_q1(before, after, digits)
         got = call_student(learning_and_forgetting, before, after, digits, name="learning_and_forgetting")
         call = f"learning_and_forgetting(before, after, {digits})"
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise Incorrect(f"`{call}` should return two numbers (learned, forgotten), got {got!r}")
         learned, forgotten = (float(as_number(f"{call}[{i}]", v)) for i, v in enumerate(got))
-        expected = _reference_q1(before, after, digits)
         if abs(learned - expected[0] / 100) < 1e-9 and abs(forgotten - expected[1] / 100) < 1e-9:
             raise Incorrect(f"`{call}` returned fractions; multiply by 100 for percentage points")
         if abs(forgotten + expected[1]) < 1e-9 and abs(expected[1]) > 1e-9:
@@ -134,12 +134,12 @@ def _count(share: torch.Tensor, fraction: float, inclusive: bool = False) -> int
 def _check_q3(directions_for_energy) -> str:
     answers, expected, plain_sum, inclusive = [], [], [], []
     for S, fraction in _q3_cases():
-        got = call_student(directions_for_energy, S, fraction, name="directions_for_energy")
-        call = f"directions_for_energy({[round(v, 3) for v in S.tolist()][:5]}..., {fraction})"
-        answers.append(as_number(call, got))
         expected.append(_reference_q3(S, fraction))
         plain_sum.append(_count(torch.cumsum(S, 0) / S.sum(), fraction))
         inclusive.append(_count(torch.cumsum(S**2, 0) / (S**2).sum(), fraction, inclusive=True))
+        got = call_student(directions_for_energy, S, fraction, name="directions_for_energy")
+        call = f"directions_for_energy({[round(v, 3) for v in S.tolist()][:5]}..., {fraction})"
+        answers.append(as_number(call, got))
     if answers == expected:
         return (
             "the squared singular values are the energy; their running sum says how many directions matter."
@@ -162,6 +162,8 @@ def _check_q3(directions_for_energy) -> str:
     for (S, fraction), got, want in zip(_q3_cases(), answers, expected):
         if got != want:
             call = f"directions_for_energy({[round(v, 3) for v in S.tolist()][:5]}..., {fraction})"
+            if not math.isfinite(got):
+                raise Incorrect(f"`{call}` gave {got!r}, not a whole number of directions")
             size = "too many" if got > want else "too few"
             raise Incorrect(f"`{call}` gave {got!r}, {size} directions; see nb06.q3.hint()")
     raise Incorrect("`directions_for_energy` gave an unexpected answer; see nb06.q3.hint()")
@@ -186,13 +188,13 @@ def _check_q4(phi) -> str:
     A2 = torch.randn(8, 40, generator=generator, dtype=torch.float64)
     A2[0] = 3 * A1[0] + 0.1 * A2[0]  # one shared direction, so phi is far from random
     for i, j in [(1, 1), (1, 8), (2, 8), (2, 3), (1, 4)]:
-        got = call_student(phi, A1, A2, i, j, name="phi")
-        call = f"phi(A1 (2, 40), A2 (8, 40), {i}, {j})"
-        got = as_number(call, got)
         expected = subspace_similarity(A1, A2, i, j)
         U1 = torch.linalg.svd(A1, full_matrices=False).Vh[:i].T
         U2 = torch.linalg.svd(A2, full_matrices=False).Vh[:j].T
         overlap = torch.linalg.matrix_norm(U1.T @ U2).item()
+        got = call_student(phi, A1, A2, i, j, name="phi")
+        call = f"phi(A1 (2, 40), A2 (8, 40), {i}, {j})"
+        got = as_number(call, got)
         if abs(got - overlap / min(i, j)) < 1e-9 and abs(got - expected) > 1e-9:
             raise Incorrect(f"`{call}` gave {got:.4f}: square the Frobenius norm before dividing")
         if abs(got - overlap**2) < 1e-9 and abs(got - expected) > 1e-9:

@@ -96,21 +96,25 @@ def _check_combine_factors(combine_factors) -> str:
     B1, A1 = torch.randn(5, 2, generator=generator), torch.randn(2, 6, generator=generator)
     B2, A2 = torch.randn(5, 3, generator=generator), torch.randn(3, 6, generator=generator)
     w1, w2 = 0.7, -1.5
-    got = call_student(combine_factors, B1, A1, B2, A2, w1, w2, name="combine_factors")
+    B1, A1, B2, A2 = (t.double() for t in (B1, A1, B2, A2))  # float32 or float64 answers compare alike
+    expected, unweighted = w1 * B1 @ A1 + w2 * B2 @ A2, B1 @ A1 + B2 @ A2
+    given = [t.float() for t in (B1, A1, B2, A2)]
+    got = call_student(combine_factors, *given, w1, w2, name="combine_factors")
     if (
         not isinstance(got, (tuple, list))
         or len(got) != 2
         or not all(isinstance(t, torch.Tensor) for t in got)
     ):
         raise Incorrect("`combine_factors(...)` should return a pair of tensors (B, A)")
-    B, A = got
+    B, A = (t.detach().to(torch.float64) if t.is_floating_point() else t for t in got)
     if tuple(B.shape) != (5, 5) or tuple(A.shape) != (5, 6):
         raise Incorrect(
             f"`combine_factors(...)` with ranks 2 and 3 should give B of shape (5, 5) and A of shape (5, 6), "
             f"got {tuple(B.shape)} and {tuple(A.shape)}; stack B side by side (dim=1), A on top (dim=0)"
         )
-    expected = w1 * B1 @ A1 + w2 * B2 @ A2
-    if torch.allclose(B @ A, B1 @ A1 + B2 @ A2, atol=1e-5):
+    if not (B.is_floating_point() and A.is_floating_point()):
+        raise Incorrect("`combine_factors(...)` should return floating-point tensors")
+    if torch.allclose(B @ A, unweighted, atol=1e-5):
         raise Incorrect("`combine_factors(...)`: B @ A ignores the weights w1 and w2")
     if not torch.allclose(B @ A, expected, atol=1e-5):
         raise Incorrect("`combine_factors(...)`: B @ A should equal w1 * B1 @ A1 + w2 * B2 @ A2")

@@ -14,7 +14,21 @@ def _check_lora_plus_groups(lora_plus_groups) -> str:
     model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
     add_lora(model, r=2, lora_alpha=1.0, init_lora_weights="normal")
     mark_only_lora_as_trainable(model)
-    groups = call_student(lora_plus_groups, model, 1e-3, 16.0, name="lora_plus_groups")
+    # what the answer must cover, read before the student's function sees the model
+    trainable_before = {n for n, p in model.named_parameters() if p.requires_grad}
+    values_before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    # the groups must hold this model's own parameters, so the function gets the model itself
+    groups = call_student(lora_plus_groups, model, 1e-3, 16.0, name="lora_plus_groups", copies=False)
+    after = dict(model.named_parameters())
+    if (
+        set(after) != set(values_before)
+        or {n for n, p in after.items() if p.requires_grad} != trainable_before
+        or any(not torch.equal(after[n].detach(), v) for n, v in values_before.items())
+    ):
+        raise Incorrect(
+            "`lora_plus_groups(...)` changed the model (which parameters train, or their values); "
+            "only read it and return the groups"
+        )
     groups = list(groups) if isinstance(groups, (list, tuple)) else groups
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         raise Incorrect(
@@ -74,19 +88,25 @@ def _check_dora_weight(dora_weight) -> str:
     lora_A, lora_B = torch.randn(2, 7, generator=generator), torch.randn(4, 2, generator=generator)
     magnitude = torch.rand(4, generator=generator) + 0.5
     args = (weight, lora_A, lora_B, 0.5, magnitude)
+    exact = [t.double() if isinstance(t, torch.Tensor) else t for t in args]  # compared in float64
+    expected = _reference_dora(*exact)
+    directed = exact[0] + 0.5 * exact[2] @ exact[1]
+    per_column = exact[4][:, None] * directed / directed.norm(dim=0, keepdim=True)
+    unnormalised = exact[4][:, None] * directed
     got = call_student(dora_weight, *args, name="dora_weight")
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != (4, 7):
         shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
         raise Incorrect(f"`dora_weight(...)` should return a (out, in) = (4, 7) tensor, got {shape}")
-    directed = weight + 0.5 * lora_B @ lora_A
-    per_column = magnitude[:, None] * directed / directed.norm(dim=0, keepdim=True)
+    if not got.is_floating_point():
+        raise Incorrect(f"`dora_weight(...)` should return a floating-point tensor, got {got.dtype}")
+    got = got.detach().to(torch.float64)
     if torch.allclose(got, per_column, atol=1e-5):
         raise Incorrect(
             "`dora_weight(...)` normalises columns (dim=0); DoRA normalises each output row (dim=1)"
         )
-    if torch.allclose(got, magnitude[:, None] * directed, atol=1e-5):
+    if torch.allclose(got, unnormalised, atol=1e-5):
         raise Incorrect("`dora_weight(...)` forgets to divide by the row norms of W0 + scaling * B @ A")
-    if not torch.allclose(got, _reference_dora(*args), atol=1e-5):
+    if not torch.allclose(got, expected, atol=1e-5):
         raise Incorrect(
             "`dora_weight(...)` should be magnitude[:, None] * V / ||V|| per row, V = W0 + scaling * B @ A"
         )
@@ -107,6 +127,9 @@ def _check_pissa_factors(pissa_factors) -> str:
     generator = torch.Generator().manual_seed(5)
     weight = torch.randn(6, 9, generator=generator)
     r, scaling = 2, 0.5
+    exact = weight.double()  # compared in float64, whatever float type the answer has
+    U, S, Vh = torch.linalg.svd(exact, full_matrices=False)
+    principal = U[:, :r] @ torch.diag(S[:r]) @ Vh[:r]
     got = call_student(pissa_factors, weight, r, scaling, name="pissa_factors")
     if (
         not isinstance(got, (tuple, list))
@@ -116,15 +139,15 @@ def _check_pissa_factors(pissa_factors) -> str:
         raise Incorrect(
             "`pissa_factors(weight, r, scaling)` should return three tensors (lora_B, lora_A, residual)"
         )
-    lora_B, lora_A, residual = got
+    if not all(t.is_floating_point() for t in got):
+        raise Incorrect("`pissa_factors(...)` should return floating-point tensors")
+    lora_B, lora_A, residual = (t.detach().to(torch.float64) for t in got)
     shapes = tuple(tuple(t.shape) for t in got)
     if shapes != ((6, 2), (2, 9), (6, 9)):
         raise Incorrect(
             f"`pissa_factors(...)` for a (6, 9) weight and r=2 should give shapes (6, 2), (2, 9), (6, 9), got {shapes}"
         )
-    U, S, Vh = torch.linalg.svd(weight, full_matrices=False)
-    principal = U[:, :r] @ torch.diag(S[:r]) @ Vh[:r]
-    if not torch.allclose(residual + scaling * lora_B @ lora_A, weight, atol=1e-5):
+    if not torch.allclose(residual + scaling * lora_B @ lora_A, exact, atol=1e-5):
         raise Incorrect("`pissa_factors(...)`: residual + scaling * lora_B @ lora_A must equal the weight")
     if torch.allclose(lora_B @ lora_A, principal, atol=1e-4):
         raise Incorrect(

@@ -126,7 +126,8 @@ def _check_q3(next_char_probs: Callable) -> str:
     generator = torch.Generator().manual_seed(9)
     logits = torch.randn(7, generator=generator, dtype=torch.float64) * 2
     for temperature in (1.0, 0.5, 2.0):
-        got = call_student(next_char_probs, logits.clone(), temperature, name="next_char_probs")
+        expected = torch.softmax(logits / temperature, -1)
+        got = call_student(next_char_probs, logits, temperature, name="next_char_probs")
         if not isinstance(got, torch.Tensor):
             raise Incorrect(f"`next_char_probs` should return a tensor, got {type(got).__name__}")
         got = got.detach().to(torch.float64)
@@ -142,7 +143,7 @@ def _check_q3(next_char_probs: Callable) -> str:
             raise Incorrect("`next_char_probs` ignores the temperature")
         if temperature != 1.0 and torch.allclose(got, torch.softmax(logits * temperature, -1), atol=1e-6):
             raise Incorrect("`next_char_probs` multiplies the logits by the temperature; divide them")
-        if not torch.allclose(got, torch.softmax(logits / temperature, -1), atol=1e-6):
+        if not torch.allclose(got, expected, atol=1e-6):
             raise Incorrect(
                 f"`next_char_probs` at temperature {temperature} gives other probabilities than the expected "
                 "ones; check how the temperature enters"
