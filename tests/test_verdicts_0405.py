@@ -117,3 +117,28 @@ def test_nb05_times_the_parametrization_in_the_same_rounds_as_the_wrapper():
     assert "parametrize" in shown(cell)
     prose = "".join(c.source for c in NB05.cells if c.cell_type == "markdown")
     assert "far below the one notebook 04 measured" not in prose
+
+
+@pytest.mark.slow
+def test_a_wrong_lora_linear_forward_gets_the_package_class(tmp_path):
+    """A forward that returns None raises nothing when called on a tiny example, so 'it runs' used it;
+    Exercise 1's check rejects it, and cell 11 then runs on the package's class."""
+    import os
+
+    from nbclient import NotebookClient
+
+    path = ROOT / "notebooks" / "05_lora_as_a_wrapper.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    end = next(i for i, c in enumerate(notebook.cells) if "mine = my_wrapper(" in c.source) + 1
+    notebook.cells = notebook.cells[:end]
+    (exercise,) = [c for c in notebook.cells if c.source.startswith("def lora_linear_forward(")]
+    solution = "    return base_layer(x) + scaling * ((x @ lora_A.T) @ lora_B.T)\n"
+    assert solution in exercise.source
+    exercise.source = exercise.source.replace(solution, "    base_layer(x)\n")  # forgot the return
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LORA_TEACH_CHECKPOINTS": str(tmp_path)}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute(env=env)
+    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert "does not pass" in printed
