@@ -6,6 +6,7 @@ import copy
 import hashlib
 import inspect
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -245,3 +246,46 @@ def shift_scores(base: torch.nn.Module, digits: Sequence[int], c: float) -> torc
     with torch.no_grad():
         last.bias[digits] += c
     return model
+
+
+def shift_trade(
+    base: torch.nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    digits: Sequence[int],
+    cs: Sequence[float],
+) -> list[tuple[float, float]]:
+    """For each c in ``cs``, (recall gained on ``digits``, accuracy lost on the other digits), in points,
+    of ``shift_scores(base, digits, c)`` against ``base``: x (N, 784), y (N,). Both grow with c."""
+    digits = check_digits(digits)
+    others = tuple(d for d in range(10) if d not in digits)
+    before = evaluate(base, data)
+    trade = []
+    for c in cs:
+        after = evaluate(shift_scores(base, digits, c), data)
+        trade.append(
+            (
+                100 * (after.accuracy_on(digits) - before.accuracy_on(digits)),
+                100 * (before.accuracy_on(others) - after.accuracy_on(others)),
+            )
+        )
+    return trade
+
+
+def loss_at_gain(trade: Sequence[tuple[float, float]], gain: float) -> float:
+    """The shift's loss on the other digits at recall gain ``gain``, interpolated linearly between the
+    points of ``shift_trade`` (sorted by c) and c = 0 (no gain, no loss); nan when ``gain`` lies beyond the largest gain of the grid."""
+    if not trade:
+        raise ValueError("trade is empty; pass the list shift_trade returned for at least one c")
+    gains = [0.0] + [g for g, _ in trade]
+    losses = [0.0] + [loss for _, loss in trade]
+    if gain <= 0:
+        return 0.0  # c = 0 already gains as much, for no loss
+    if gain > max(gains):
+        return math.nan
+    for i in range(1, len(gains)):
+        if gains[i] >= gain:
+            if gains[i] == gains[i - 1]:
+                return losses[i - 1]
+            share = (gain - gains[i - 1]) / (gains[i] - gains[i - 1])
+            return losses[i - 1] + share * (losses[i] - losses[i - 1])
+    return math.nan
