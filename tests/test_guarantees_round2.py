@@ -709,10 +709,10 @@ def test_fresh_a_corrupt_digitsnet_checkpoint_names_the_file(tmp_path, monkeypat
     from lora_teach import experiment
 
     monkeypatch.setenv("LORA_TEACH_CHECKPOINTS", str(tmp_path))
-    (tmp_path / "digitsnet-corrected-seed0.pt").write_bytes(b"garbage")
-    with pytest.raises(
-        ValueError, match="digitsnet-corrected-seed0.pt is not a DigitsNet checkpoint"
-    ) as error:
+    path = experiment.checkpoint_path("corrected", 0)  # the file name carries the recipe's key
+    assert path.parent == tmp_path
+    path.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=f"{path.name} is not a DigitsNet checkpoint") as error:
         experiment.pretrained_digitsnet("corrected", 0, progress=False)
     assert "weights_only" not in str(error.value)
 
