@@ -15,7 +15,7 @@ from torch import nn
 
 from lora_teach.adapters import add_lora, mark_only_lora_as_trainable
 from lora_teach.gpt import ALL_LINEAR, bits_per_char, load_corpus, pretrained_tiny_gpt, train_steps
-from lora_teach.outputs import check_output_file, write_new_file
+from lora_teach.outputs import RESUME_FIX, check_output_file, read_json_to_resume, write_new_file
 
 QV = ("q_proj", "v_proj")
 TARGETS = {"all": ALL_LINEAR, "qv": QV}  # "all" = every linear layer in the blocks (not the head)
@@ -212,15 +212,8 @@ def run_experiment(
 
 def _read_results(out: Path) -> dict[str, Any]:
     """The results JSON that ``--resume`` continues, or a one-line ValueError naming the file."""
-    fix = "pass --force to start again, or give another --out"
-    try:
-        results = json.loads(out.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError(f"--resume: {out} is not a text file; {fix}") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"--resume: {out} is not valid JSON ({error.msg}, line {error.lineno}); {fix}"
-        ) from None
+    fix = RESUME_FIX
+    results = read_json_to_resume(out)
     if (
         not isinstance(results, dict)
         or not isinstance(results.get("runs"), list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -199,3 +200,18 @@ def error_line(error: BaseException) -> str:
     if isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.filename:
         return f"cannot write {error.filename}: {error.strerror}"
     return " ".join(str(error).split())
+
+
+RESUME_FIX = "pass --force to start again, or give another --out"
+
+
+def read_json_to_resume(out: Path) -> object:
+    """The JSON of the results file that ``--resume`` continues, or a one-line ValueError naming the file."""
+    try:
+        return json.loads(out.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"--resume: {out} is not a text file; {RESUME_FIX}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"--resume: {out} is not valid JSON ({error.msg}, line {error.lineno}); {RESUME_FIX}"
+        ) from None

@@ -25,7 +25,13 @@ from lora_teach.gpt import (
     pretrained_tiny_gpt,
     train_steps,
 )
-from lora_teach.outputs import check_output_file, error_line, write_new_file
+from lora_teach.outputs import (
+    RESUME_FIX,
+    check_output_file,
+    error_line,
+    read_json_to_resume,
+    write_new_file,
+)
 from lora_teach.quant import (
     BLOCKSIZES,
     Linear4bit,
@@ -279,15 +285,8 @@ def run_sweep(
 
 def _read_results(out: Path) -> dict[str, Any]:
     """The results JSON that ``--resume`` continues, or a one-line ValueError naming the file."""
-    fix = "pass --force to start again, or give another --out"
-    try:
-        results = json.loads(out.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError(f"--resume: {out} is not a text file; {fix}") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"--resume: {out} is not valid JSON ({error.msg}, line {error.lineno}); {fix}"
-        ) from None
+    fix = RESUME_FIX
+    results = read_json_to_resume(out)
     runs = results.get("runs") if isinstance(results, dict) else None
     if not isinstance(runs, list) or not all(
         isinstance(r, dict) and {"method", "lr", "seed"} <= set(r) for r in runs
