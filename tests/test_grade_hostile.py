@@ -64,7 +64,9 @@ def _attacks(canary: Path, victim: Path) -> dict[str, list[str]]:
             "exercises.Question._report = lambda self, status, line: real(self, 'correct', line)\n" + WRONG
         ],
         "hard_coded": [
-            "def ink_fraction(image):\n    return {4: 0.25, 6: 0.0, 12: 4 / 12, 784: 1.0}[image.numel()]\n\n\n"
+            "def ink_fraction(image):  # a table of the five visible images\n"
+            "    table = {(784, 60): 60 / 784, (784, 784): 1.0, (4, 1): 0.25, (6, 0): 0.0, (12, 4): 4 / 12}\n"
+            "    return table[image.numel(), int(image.bool().sum())]\n\n\n"
             "nb00.q2.check(ink_fraction)"
         ],
         "exec_answer": [
