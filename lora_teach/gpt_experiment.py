@@ -114,9 +114,7 @@ def fine_tune_once(
         train_steps(model, load_corpus(corpus, "train"), steps, lr, batch_size, seed, progress=progress)
         seconds = time.perf_counter() - start
         code_val = load_corpus("code", "val")
-        code = bits_per_char(model, code_val, eval_chars)
-        rest = code_val[eval_chars:]  # the report slice; None when the split has too little left for one
-        report = bits_per_char(model, rest, eval_chars) if len(rest) > min(eval_chars, 1024) else None
+        code, report = bits_per_char(model, code_val, eval_chars), _report_bpc(model, code_val, eval_chars)
         prose = bits_per_char(model, load_corpus("prose", "val"), eval_chars)
     finally:
         torch.set_num_threads(threads)
@@ -124,6 +122,13 @@ def fine_tune_once(
     record |= {"trainable": trainable, "code_bpc": code, "code_report_bpc": report, "prose_bpc": prose}
     record["seconds"] = round(seconds, 1)
     return model, record
+
+
+def _report_bpc(model: nn.Module, code_val: torch.Tensor, eval_chars: int) -> float | None:
+    """Bits/char on the report slice, the held-out code after the first ``eval_chars`` characters (None when
+    the split has too little left for one)."""
+    rest = code_val[eval_chars:]
+    return bits_per_char(model, rest, eval_chars) if len(rest) > min(eval_chars, 1024) else None
 
 
 def planned_runs(settings: dict[str, Any]) -> list[dict[str, Any]]:
@@ -177,9 +182,11 @@ def run_experiment(
             raise FileExistsError(f"{out} exists; pass --force to overwrite it or --resume to continue it")
     base = base if base is not None else pretrained_tiny_gpt()
     if "base" not in results:
+        code_val, eval_chars = load_corpus("code", "val"), chosen["eval_chars"]
         results["base"] = {
-            "code_bpc": bits_per_char(base, load_corpus("code", "val"), chosen["eval_chars"]),
-            "prose_bpc": bits_per_char(base, load_corpus("prose", "val"), chosen["eval_chars"]),
+            "code_bpc": bits_per_char(base, code_val, eval_chars),
+            "code_report_bpc": _report_bpc(base, code_val, eval_chars),
+            "prose_bpc": bits_per_char(base, load_corpus("prose", "val"), eval_chars),
             "parameters": sum(p.numel() for p in base.parameters()),
         }
     done = {_key(run) for run in results["runs"]}
@@ -234,23 +241,36 @@ def method_label(kind: str, targets: str | None, r: int | None) -> str:
     return f"LoRA {'q,v' if targets == 'qv' else 'all linear'} r={r}"
 
 
+SLICES = ("code_bpc", "code_report_bpc")  # the two disjoint slices of held-out code every run is scored on
+
+
 def grouped(results: dict[str, Any]) -> dict[tuple, dict[str, list[float]]]:
-    """Runs grouped by (kind, targets, r, lr): lists over seeds of code_bpc, prose_bpc, and the trainable count."""
+    """Runs grouped by (kind, targets, r, lr): lists over seeds of code_bpc, code_report_bpc (where the runs
+    have it), prose_bpc and seed, and the trainable count."""
     groups: dict[tuple, dict[str, list[float]]] = {}
     for run in results["runs"]:
         key = (run["kind"], run["targets"], run["r"], run["lr"])
         g = groups.setdefault(
             key, {"code_bpc": [], "prose_bpc": [], "seed": [], "trainable": run["trainable"]}
         )
-        g["code_bpc"].append(run["code_bpc"])
-        g["prose_bpc"].append(run["prose_bpc"])
-        g["seed"].append(run["seed"])
+        for quantity in ("code_bpc", "prose_bpc", "seed", "code_report_bpc"):
+            if run.get(quantity) is not None:
+                g.setdefault(quantity, []).append(run[quantity])
     return groups
 
 
-def best_lr(results: dict[str, Any], kind: str, targets: str | None, r: int | None) -> float:
-    """The learning rate of the grid with the lowest mean bits/char on code for one method."""
+def best_lr(
+    results: dict[str, Any], kind: str, targets: str | None, r: int | None, on: str = "code_bpc"
+) -> float:
+    """The learning rate of the grid with the lowest mean bits/char on code for one method, measured ``on`` one
+    slice ("code_bpc", the first, or "code_report_bpc", the second); report it on the other."""
+    if on not in SLICES:
+        raise ValueError(f"on must be one of {SLICES}, got {on!r}")
     groups = {k: v for k, v in grouped(results).items() if k[:3] == (kind, targets, r)}
     if not groups:
         raise ValueError(f"no runs of {method_label(kind, targets, r)} in the results")
-    return min(groups, key=lambda k: sum(groups[k]["code_bpc"]) / len(groups[k]["code_bpc"]))[3]
+    if any(len(g.get(on, [])) != len(g["seed"]) for g in groups.values()):
+        raise ValueError(
+            f"the runs of {method_label(kind, targets, r)} have no {on}; rerun the sweep to score it"
+        )
+    return min(groups, key=lambda k: sum(groups[k][on]) / len(groups[k][on]))[3]

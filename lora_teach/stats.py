@@ -178,3 +178,39 @@ def compare(a: Sequence[float], b: Sequence[float], paired: bool = False) -> Com
     else:
         verdict = "indistinguishable"
     return Comparison(verdict, difference, uncertainty, spread(first), spread(second), df, critical)
+
+
+def agreed_verdict(comparisons: Sequence[Comparison]) -> str:
+    """The verdict every one of ``comparisons`` gives (the same question asked on other data: another
+    slice, another base checkpoint), or "depends" where they disagree."""
+    if not comparisons:
+        raise ValueError("comparisons needs at least one Comparison, got none")
+    verdicts = {c.verdict for c in comparisons}
+    return verdicts.pop() if len(verdicts) == 1 else "depends"
+
+
+def agreed_sentence(
+    comparisons: Sequence[tuple[str, Comparison]],
+    a_name: str,
+    b_name: str,
+    quantity: str,
+    digits: int = 2,
+    unit: str = "",
+) -> str:
+    """One sentence for a comparison made several ways, each ``(label, Comparison)`` (e.g. ("on base 0", ...)):
+    the first way's sentence and the others' numbers where every verdict agrees; otherwise "depends on" with
+    each way's verdict and numbers, and no verdict claimed."""
+    if not comparisons:
+        raise ValueError("comparisons needs at least one (label, Comparison), got none")
+
+    def numbers(c: Comparison) -> str:
+        return f"{c.difference:+.{digits}f} ± {c.uncertainty:.{digits}f}"
+
+    (label, first), rest = comparisons[0], comparisons[1:]
+    if agreed_verdict([c for _, c in comparisons]) != "depends":
+        others = "; ".join(f"{lbl}: {numbers(c)}" for lbl, c in rest)
+        return f"{first.sentence(a_name, b_name, quantity, digits, unit)} {label}" + (
+            f"; the same {others}" if rest else ""
+        )
+    each = ", ".join(f"{c.verdict} {lbl} ({numbers(c)})" for lbl, c in comparisons)
+    return f"{a_name} against {b_name} on {quantity} depends on the data: {each}; so no verdict is claimed"

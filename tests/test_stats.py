@@ -149,3 +149,37 @@ def test_pure_noise_gets_a_verdict_about_five_percent_of_the_time():
         compare(*rng.normal(size=(2, 3)), paired=True).verdict != "indistinguishable" for _ in range(trials)
     )
     assert 0.035 < called / trials < 0.065  # two standard errors at 3 seeds would call about 18 %
+
+
+def _comparison(verdict_sign: int):
+    """A paired comparison that says higher (1), lower (-1) or indistinguishable (0)."""
+    base = [1.0, 2.0, 3.0, 4.0]
+    if verdict_sign == 0:
+        return compare(base, [1.1, 1.9, 3.1, 3.9], paired=True)
+    return compare([b + verdict_sign * (1 + 0.01 * i) for i, b in enumerate(base)], base, paired=True)
+
+
+def test_agreed_verdict_and_sentence_state_a_verdict_only_where_every_way_agrees():
+    from lora_teach.stats import agreed_sentence, agreed_verdict
+
+    up, down, tie = _comparison(1), _comparison(-1), _comparison(0)
+    assert (up.verdict, down.verdict, tie.verdict) == ("higher", "lower", "indistinguishable")
+    assert agreed_verdict([up, up]) == "higher"
+    assert agreed_verdict([tie, tie, tie]) == "indistinguishable"
+    assert agreed_verdict([up, tie]) == "depends"
+    agreed = agreed_sentence([("on base 0", up), ("on base 1", up)], "LoRA", "full", "forgetting", 1, "pp")
+    assert (
+        agreed.startswith("LoRA is higher than full on forgetting") and "the same on base 1: +1.0" in agreed
+    )
+    split = agreed_sentence([("on base 0", up), ("on base 1", tie)], "LoRA", "full", "forgetting")
+    assert "depends on the data: higher on base 0" in split and "indistinguishable on base 1" in split
+    assert "no verdict is claimed" in split and "LoRA is higher" not in split
+
+
+def test_agreed_sentence_and_verdict_refuse_no_comparisons():
+    from lora_teach.stats import agreed_sentence, agreed_verdict
+
+    with pytest.raises(ValueError, match="comparisons needs at least one"):
+        agreed_verdict([])
+    with pytest.raises(ValueError, match="comparisons needs at least one"):
+        agreed_sentence([], "a", "b", "q")
