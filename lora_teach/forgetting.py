@@ -84,15 +84,27 @@ def rotated_digits_task(
 
 @dataclass(frozen=True)
 class Score:
-    """One fine-tuning run: percentage points gained on the new task and lost on the old one."""
+    """One fine-tuning run: percentage points gained on the new task and lost on the old one, and the points
+    gained on each half of the new task's test images (first, second), so that a learning rate can be chosen
+    on one half and reported on the other (see best_learning)."""
 
     learned: float
     forgotten: float
+    learned_halves: tuple[float, float] | None = None
 
 
 def base_accuracies(base: nn.Module, task: ShiftTask) -> tuple[float, float]:
     """Accuracy (0-1) of ``base`` on the new task's and the old task's test sets."""
     return evaluate(base, task.new_test).accuracy, evaluate(base, task.old_test).accuracy
+
+
+def half_accuracies(model: nn.Module, task: ShiftTask) -> tuple[float, float]:
+    """Accuracy (0-1) of ``model`` on the first and on the second half of ``task.new_test``."""
+    x, y = task.new_test
+    half = len(y) // 2
+    if half == 0:
+        raise ValueError(f"task.new_test needs at least 2 images to be split in halves, got {len(y)}")
+    return evaluate(model, (x[:half], y[:half])).accuracy, evaluate(model, (x[half:], y[half:])).accuracy
 
 
 def random_batches(
@@ -124,16 +136,19 @@ def finetune(
     num_steps: int = NUM_STEPS,
     batch_size: int = BATCH_SIZE,
     before: tuple[float, float] | None = None,
+    before_halves: tuple[float, float] | None = None,
 ) -> tuple[nn.Module, Score]:
     """Fine-tune a copy of ``base`` on ``task.new_train`` with Adam at ``lr``: fully (``lora=None``) or
     through adapters (``lora`` = add_lora's keyword options, e.g. ``dict(r=8, lora_alpha=8)``).
 
     ``seed`` fixes the adapter init and the batches. Returns the model and its Score against ``base``
-    (``before``: base_accuracies(base, task), computed when not given).
+    (``before``: base_accuracies(base, task), ``before_halves``: half_accuracies(base, task), each computed
+    when not given).
     """
     if not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     before = before if before is not None else base_accuracies(base, task)
+    before_halves = before_halves if before_halves is not None else half_accuracies(base, task)
     model = copy.deepcopy(base)
     set_seed(seed)
     if lora is not None:
@@ -142,7 +157,8 @@ def finetune(
         mark_only_lora_as_trainable(model)
     train(model, random_batches(task, seed, replay, num_steps, batch_size), lr=lr, progress=False)
     after = base_accuracies(model, task)
-    return model, Score(100 * (after[0] - before[0]), 100 * (before[1] - after[1]))
+    halves = tuple(100 * (a - b) for a, b in zip(half_accuracies(model, task), before_halves))
+    return model, Score(100 * (after[0] - before[0]), 100 * (before[1] - after[1]), halves)
 
 
 def lr_sweep(
@@ -158,16 +174,14 @@ def lr_sweep(
     ``methods``: name -> (lora options or None for full fine-tuning, learning rates).
     Returns name -> lr -> one Score per seed. Shows one short progress bar that disappears.
     """
-    before = base_accuracies(base, task)
+    before = dict(before=base_accuracies(base, task), before_halves=half_accuracies(base, task))
     total = sum(len(lrs) for _, lrs in methods.values()) * len(seeds)
     results: dict[str, dict[float, list[Score]]] = {}
     with tqdm(total=total, desc="fine-tuning runs", leave=False, disable=not progress) as bar:
         for name, (lora, lrs) in methods.items():
             for lr in lrs:
                 for seed in seeds:
-                    _, score = finetune(
-                        base, task, seed=seed, lr=lr, lora=lora, before=before, **finetune_options
-                    )
+                    _, score = finetune(base, task, seed=seed, lr=lr, lora=lora, **before, **finetune_options)
                     results.setdefault(name, {}).setdefault(lr, []).append(score)
                     bar.update()
     return results
@@ -215,10 +229,24 @@ def matched_range(*curves: Mapping[float, Sequence[Score]]) -> tuple[float, floa
     return low, high
 
 
-def best_learning(curve: Mapping[float, Sequence[Score]]) -> tuple[float, list[float]]:
-    """The learning rate whose mean learning is highest, and the learning (pp) of each seed there."""
-    lr = max(curve, key=lambda k: float(np.mean([s.learned for s in curve[k]])))
-    return lr, [s.learned for s in curve[lr]]
+def best_learning(
+    curve: Mapping[float, Sequence[Score]], choose: int | None = None
+) -> tuple[float, list[float]]:
+    """The learning rate whose mean learning is highest, and the learning (pp) of each seed there.
+
+    ``choose=None``: both measured on all the new task's test images (the rate is chosen on the images it is
+    reported on). ``choose=0``: the rate is chosen on the first half of the images and its learning reported on
+    the second half; ``choose=1``: the reverse.
+    """
+    if choose is None:
+        lr = max(curve, key=lambda k: float(np.mean([s.learned for s in curve[k]])))
+        return lr, [s.learned for s in curve[lr]]
+    if isinstance(choose, bool) or not isinstance(choose, int) or choose not in (0, 1):
+        raise ValueError(f"choose must be None, 0 (the first half) or 1 (the second half), got {choose!r}")
+    if any(s.learned_halves is None for scores in curve.values() for s in scores):
+        raise ValueError("curve has Scores without learned_halves; score the runs with finetune or lr_sweep")
+    lr = max(curve, key=lambda k: float(np.mean([s.learned_halves[choose] for s in curve[k]])))
+    return lr, [s.learned_halves[1 - choose] for s in curve[lr]]
 
 
 def directions_for_energy(S: Tensor, fraction: float) -> int:

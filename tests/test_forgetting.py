@@ -11,7 +11,9 @@ from lora_teach.forgetting import (
     Score,
     best_learning,
     directions_for_energy,
+    finetune,
     forgetting_at,
+    half_accuracies,
     matched_range,
     projected_norm,
     random_batches,
@@ -106,6 +108,66 @@ def test_matched_range_without_overlap_is_refused():
 def test_best_learning_picks_the_learning_rate_with_the_highest_mean():
     curve = _curve([[(5, 0), (30, 2), (20, 9)], [(6, 0), (28, 2), (25, 9)]])
     assert best_learning(curve) == (1e-3, [30, 28])
+
+
+def _halves_curve(halves_per_lr):
+    """lr -> Scores of two seeds, from [(first half, second half) per seed] per lr."""
+    lrs = [1e-4, 1e-3, 1e-2]
+    return {lr: [Score((a + b) / 2, 0.0, (a, b)) for a, b in seeds] for lr, seeds in zip(lrs, halves_per_lr)}
+
+
+def test_best_learning_chooses_on_one_half_and_reports_the_other():
+    # the first half favours 1e-3, the second half favours 1e-2
+    curve = _halves_curve([[(5, 5), (6, 6)], [(30, 10), (28, 12)], [(20, 25), (21, 26)]])
+    assert best_learning(curve, choose=0) == (1e-3, [10, 12])
+    assert best_learning(curve, choose=1) == (1e-2, [20, 21])
+
+
+halves = st.tuples(st.floats(-50, 50), st.floats(-50, 50))
+
+
+@given(st.lists(st.lists(halves, min_size=2, max_size=2), min_size=1, max_size=3), st.sampled_from([0, 1]))
+def test_best_learning_reports_the_other_half_of_the_rate_best_on_the_chosen_half(halves_per_lr, choose):
+    curve = _halves_curve(halves_per_lr)
+    lr, reported = best_learning(curve, choose=choose)
+    best_mean = max(sum(s.learned_halves[choose] for s in scores) / 2 for scores in curve.values())
+    assert sum(s.learned_halves[choose] for s in curve[lr]) / 2 == best_mean
+    assert reported == [s.learned_halves[1 - choose] for s in curve[lr]]
+    swapped = {
+        k: [Score(s.learned, s.forgotten, s.learned_halves[::-1]) for s in v] for k, v in curve.items()
+    }
+    assert best_learning(swapped, choose=1 - choose) == (lr, reported)
+
+
+@pytest.mark.parametrize("choose", [2, -1, True, "first", 0.0])
+def test_best_learning_rejects_a_bad_choose(choose):
+    curve = _halves_curve([[(5, 5), (6, 6)]])
+    with pytest.raises(
+        ValueError, match=r"choose must be None, 0 \(the first half\) or 1 \(the second half\)"
+    ):
+        best_learning(curve, choose=choose)
+
+
+def test_best_learning_on_halves_refuses_scores_without_them():
+    with pytest.raises(ValueError, match="curve has Scores without learned_halves"):
+        best_learning(_curve([[(5, 0), (30, 2)], [(6, 0), (28, 2)]]), choose=0)
+
+
+def test_finetune_scores_learning_on_each_half_of_the_new_test_images():
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(784, 10))
+    task = rotated_digits_task(num_train=50, num_test=40)
+    before = half_accuracies(base, task)
+    model, score = finetune(base, task, seed=0, lr=1e-2, num_steps=5)
+    after = half_accuracies(model, task)
+    assert score.learned_halves == pytest.approx([100 * (a - b) for a, b in zip(after, before)])
+    assert score.learned == pytest.approx(sum(score.learned_halves) / 2)  # two halves of 20 images
+
+
+def test_half_accuracies_needs_two_images():
+    base = torch.nn.Sequential(torch.nn.Linear(784, 10))
+    with pytest.raises(ValueError, match="task.new_test needs at least 2 images"):
+        half_accuracies(base, rotated_digits_task(num_train=10, num_test=1))
 
 
 @given(st.lists(st.floats(0.01, 10), min_size=1, max_size=12), st.floats(0.05, 1.0))

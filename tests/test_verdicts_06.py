@@ -44,9 +44,13 @@ def _verdicts(base, task) -> dict[str, str]:
     for k, level in enumerate(np.linspace(low, high, 4)[1:-1]):
         forgetting = [forgetting_at(frontier[name], level) for name in ("lora", "full")]
         verdicts[f"forgetting at level {k}"] = compare(*forgetting).verdict
-    verdicts["best learning"] = compare(
-        best_learning(frontier["lora"])[1], best_learning(frontier["full"])[1]
-    ).verdict
+    for choose in (
+        0,
+        1,
+    ):  # the rate chosen on one half of the new test images, its learning reported on the other
+        verdicts[f"best learning, chosen on half {choose}"] = compare(
+            best_learning(frontier["lora"], choose)[1], best_learning(frontier["full"], choose)[1]
+        ).verdict
     replay = [
         finetune(base, task, seed=s, lr=1e-3, lora=lora, replay=0.2, before=before, **FAST)[1] for s in SEEDS
     ]
@@ -125,10 +129,12 @@ def test_verdicts_are_the_same_at_one_and_two_threads(verdicts_by_threads):
 
 
 def test_verdicts_agree_with_the_notebook(verdicts_by_threads):
-    """The directions notebook 06 prints, at the fast settings too."""
+    """The directions notebook 06 claims on both base checkpoints, at the fast settings too (on base checkpoint 0).
+
+    The best-learning verdict is not among them: on the two checkpoints and the two halves of the test images
+    it depends on the data, and the notebook claims none."""
     verdicts = verdicts_by_threads[1]
-    assert verdicts["best learning"] == "lower"  # LoRA learns less at its best learning rate
-    assert all(verdicts[f"forgetting at level {k}"] == "higher" for k in range(2))  # and forgets more
+    assert all(verdicts[f"forgetting at level {k}"] == "higher" for k in range(2))  # LoRA forgets more
     assert verdicts["replay"] == "lower"
     assert verdicts["amplification: update vs random"] == "higher"
     assert verdicts["phi vs random"] == "higher"
