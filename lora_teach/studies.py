@@ -14,7 +14,7 @@ from torch import nn
 from lora_teach.adapters import add_lora, lora_modules, mark_only_lora_as_trainable
 from lora_teach.data import Batches, digit_subset
 from lora_teach.progress import tqdm
-from lora_teach.stats import compare
+from lora_teach.stats import Comparison, agreed_verdict, compare
 from lora_teach.train import evaluate, set_seed, train
 
 Adapt = Callable[[nn.Module], None]  # puts adapters into a model and marks what trains
@@ -278,18 +278,27 @@ def variant_study(
     return study
 
 
-def variant_verdicts(study: VariantStudy, reference: str = "LoRA") -> dict[str, str]:
-    """Each method against ``reference``, each at its best learning rate, paired over seeds:
-    "higher", "lower" or "indistinguishable", on the target digits and on the other digits."""
-    verdicts = {}
-    for name in study.best_lr:
-        if name == reference:
-            continue
-        for what in ("test_target", "test_others"):
-            verdicts[f"{name} vs {reference}, {what}"] = compare(
-                study.values(name, what), study.values(reference, what), paired=True
-            ).verdict
-    return verdicts
+def variant_comparisons(study: VariantStudy, reference: str = "LoRA") -> dict[tuple[str, str], Comparison]:
+    """Each method against ``reference``, each at its best learning rate, paired over seeds, on the target
+    digits and on the other digits: (method, "test_target" or "test_others") -> its Comparison."""
+    return {
+        (name, what): compare(study.values(name, what), study.values(reference, what), paired=True)
+        for name in study.best_lr
+        if name != reference
+        for what in ("test_target", "test_others")
+    }
+
+
+def variant_verdicts(*studies: VariantStudy, reference: str = "LoRA") -> dict[str, str]:
+    """The verdicts of ``variant_comparisons``: "higher", "lower" or "indistinguishable". Given several
+    studies (the same study on other base checkpoints), the verdict they all agree on, else "depends"."""
+    if not studies:
+        raise ValueError("variant_verdicts needs at least one VariantStudy, got none")
+    each = [variant_comparisons(study, reference) for study in studies]
+    return {
+        f"{name} vs {reference}, {what}": agreed_verdict([comparisons[name, what] for comparisons in each])
+        for name, what in each[0]
+    }
 
 
 def rank_sweep(
@@ -335,12 +344,27 @@ def rank_sweep(
     return study
 
 
-def rank_verdicts(study: VariantStudy, low: int = 1, high: int = 8) -> dict[str, str]:
-    """For each rule, rank ``high`` against rank ``low`` (paired over seeds) on ||ΔW|| and accuracies."""
-    verdicts = {}
-    for rule in ("LoRA", "rsLoRA"):
-        for what in ("delta_norm", "test_target", "test_others"):
-            verdicts[f"{rule} r={high} vs r={low}, {what}"] = compare(
-                study.values(f"{rule} r={high}", what), study.values(f"{rule} r={low}", what), paired=True
-            ).verdict
-    return verdicts
+def rank_comparisons(study: VariantStudy, low: int = 1, high: int = 8) -> dict[tuple[str, str], Comparison]:
+    """For each rule, rank ``high`` against rank ``low`` (paired over seeds) on ||ΔW|| and the accuracies:
+    (rule, "delta_norm", "test_target" or "test_others") -> its Comparison."""
+    return {
+        (rule, what): compare(
+            study.values(f"{rule} r={high}", what), study.values(f"{rule} r={low}", what), paired=True
+        )
+        for rule in ("LoRA", "rsLoRA")
+        for what in ("delta_norm", "test_target", "test_others")
+    }
+
+
+def rank_verdicts(*studies: VariantStudy, low: int = 1, high: int = 8) -> dict[str, str]:
+    """The verdicts of ``rank_comparisons``. Given several sweeps (the same sweep on other base
+    checkpoints), the verdict they all agree on, else "depends"."""
+    if not studies:
+        raise ValueError("rank_verdicts needs at least one rank sweep, got none")
+    each = [rank_comparisons(study, low, high) for study in studies]
+    return {
+        f"{rule} r={high} vs r={low}, {what}": agreed_verdict(
+            [comparisons[rule, what] for comparisons in each]
+        )
+        for rule, what in each[0]
+    }

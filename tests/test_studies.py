@@ -7,7 +7,14 @@ import torch
 from torch import nn
 
 from lora_teach.adapters import add_lora, lora_state_dict
-from lora_teach.studies import Run, VariantStudy, heldout_splits, mixed_model, variant_verdicts
+from lora_teach.studies import (
+    Run,
+    VariantStudy,
+    heldout_splits,
+    mixed_model,
+    rank_verdicts,
+    variant_verdicts,
+)
 
 
 def test_heldout_splits_are_disjoint_and_cover_the_set():
@@ -50,3 +57,45 @@ def test_variant_verdicts_pair_each_method_with_the_reference():
     study.best_lr = {"LoRA": 1e-3, "X": 1e-3}
     verdicts = variant_verdicts(study)
     assert verdicts == {"X vs LoRA, test_target": "higher", "X vs LoRA, test_others": "indistinguishable"}
+
+
+def two_method_study(x_target: list[float]) -> VariantStudy:
+    """LoRA at 90, 91, 92 % on the target digits over three seeds, X at ``x_target``; 50 % on the others."""
+    study = VariantStudy(best_lr={"LoRA": 1e-3, "X": 1e-3})
+    for seed, (a, b) in enumerate(zip([90.0, 91.0, 92.0], x_target)):
+        study.runs += [Run("LoRA", 1e-3, seed, 1, 0, a, 50), Run("X", 1e-3, seed, 1, 0, b, 50 + seed % 2)]
+    return study
+
+
+def test_variant_verdicts_over_two_bases_claim_only_what_both_say():
+    higher, lower = two_method_study([95.0, 96.0, 97.1]), two_method_study([85.0, 86.0, 87.1])
+    both = variant_verdicts(higher, two_method_study([94.0, 95.2, 96.0]))
+    assert both == {"X vs LoRA, test_target": "higher", "X vs LoRA, test_others": "indistinguishable"}
+    split = variant_verdicts(higher, lower)
+    assert split == {"X vs LoRA, test_target": "depends", "X vs LoRA, test_others": "indistinguishable"}
+
+
+def rank_study(shrink: float) -> VariantStudy:
+    """A rank sweep whose ||ΔW|| at r = 8 is ``shrink`` below r = 1 for both rules (seed noise 0.01)."""
+    study = VariantStudy()
+    for rule in ("LoRA", "rsLoRA"):
+        for r, size in ((1, 2.0), (8, 2.0 - shrink)):
+            study.best_lr[f"{rule} r={r}"] = 1e-3
+            for seed in range(3):
+                norm = size + 0.01 * seed * (r == 8)
+                study.runs.append(Run(f"{rule} r={r}", 1e-3, seed, 1, float("nan"), 98.0, 90.0 + seed, norm))
+    return study
+
+
+def test_rank_verdicts_over_two_bases_say_depends_where_they_disagree():
+    assert rank_verdicts(rank_study(0.5))["LoRA r=8 vs r=1, delta_norm"] == "lower"
+    assert rank_verdicts(rank_study(0.5), rank_study(0.5))["rsLoRA r=8 vs r=1, delta_norm"] == "lower"
+    split = rank_verdicts(rank_study(0.5), rank_study(0.0))
+    assert split["LoRA r=8 vs r=1, delta_norm"] == "depends"
+    assert split["LoRA r=8 vs r=1, test_others"] == "indistinguishable"
+
+
+@pytest.mark.parametrize("verdicts", [variant_verdicts, rank_verdicts])
+def test_verdicts_of_no_study_are_refused(verdicts):
+    with pytest.raises(ValueError, match="at least one"):
+        verdicts()
