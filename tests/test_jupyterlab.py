@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -115,7 +116,7 @@ def lab(tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail("jupyter lab did not answer within 120 s")
             time.sleep(1)
-        yield base, token
+        yield base, token, tmp_path / "jupyterlab.log"
     finally:
         try:
             os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
@@ -127,6 +128,32 @@ def lab(tmp_path_factory):
                 pass
             server.wait(timeout=30)
         log.close()
+
+
+# The notebook panel's kernel once it is connected, has answered kernel_info and is idle; null before then.
+KERNEL_READY = """async () => {
+  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  if (!panel || !panel.sessionContext) return null;
+  await panel.sessionContext.ready;
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  if (!kernel) return null;
+  await kernel.info;
+  return kernel.connectionStatus === 'connected' && kernel.status === 'idle' ? kernel.id : null;
+}"""
+EXPECTED = ["Device line: ", "Data check passed: 60,000 training and 10,000 test images", "Correct (q2"]
+
+
+def _wait_for_kernel(page, seconds: float = 180) -> str:
+    """Waits until the panel's kernel is ready and has kept the same id for 2 s (JupyterLab may replace the
+    kernel it started first; a Run All sent to that one is lost). Returns the kernel's id."""
+    deadline, last = time.monotonic() + seconds, None
+    while time.monotonic() < deadline:
+        now = page.evaluate(KERNEL_READY)
+        if now is not None and now == last:
+            return now
+        last = now
+        time.sleep(2)
+    pytest.fail(f"the notebook's kernel was not ready within {seconds:.0f} s")
 
 
 def _run_all_cells(page, folder: Path, attempts: int = 3) -> None:
@@ -145,9 +172,40 @@ def _run_all_cells(page, folder: Path, attempts: int = 3) -> None:
     pytest.fail(f"Run All Cells started no cell after {attempts} tries; see {folder / 'run-all-failed.png'}")
 
 
+def _restart_and_run_all(page) -> None:
+    """Kernel > Restart Kernel and Run All Cells..., confirmed in its dialog."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Restart Kernel and Run All Cells").first.click()
+    page.locator(".jp-Dialog .jp-mod-accept").first.click()
+
+
+def _outputs_appear(outputs, seconds: float) -> str | None:
+    """None when every EXPECTED text shows within `seconds`; otherwise the first one missing."""
+    deadline = time.monotonic() + seconds
+    for expected in EXPECTED:
+        try:
+            outputs.filter(has_text=expected).first.wait_for(
+                timeout=max(1.0, deadline - time.monotonic()) * 1000
+            )
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError
+            return expected
+    return None
+
+
+def _what_the_page_shows(page, folder: Path, name: str, server_log: Path) -> str:
+    page.screenshot(path=str(folder / name))
+    prompts = page.locator(".jp-NotebookPanel .jp-InputPrompt").all_inner_texts()
+    shown = [text[:80] for text in page.locator(".jp-NotebookPanel .jp-OutputArea-output").all_inner_texts()]
+    log = server_log.read_text(errors="replace")[-1500:]
+    return f"prompts {prompts[:14]}, outputs {shown[:6]}; see {folder / name}; server log ends:\n{log}"
+
+
 def test_run_all_cells_of_notebook_00_in_jupyterlab(lab, tmp_path):
+    """Run > Run All Cells on notebook 00 shows the device, data and exercise lines and a figure, no traceback.
+    If the outputs do not come (a headless browser sometimes loses the first run), the test says what the page
+    showed, then restarts the kernel and runs all once more, as a student would; that run must succeed."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    base, token = lab
+    base, token, server_log = lab
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -155,16 +213,20 @@ def test_run_all_cells_of_notebook_00_in_jupyterlab(lab, tmp_path):
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={token}")
             page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
-            page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
+            _wait_for_kernel(page)
             _run_all_cells(page, tmp_path)
             outputs = page.locator(".jp-NotebookPanel .jp-OutputArea-output")
-            for expected in [
-                "Device line: ",
-                "Data check passed: 60,000 training and 10,000 test images",
-                "Correct (q2",
-            ]:
-                # about 20 s on a quiet machine; minutes on a loaded one (the imports dominate)
-                outputs.filter(has_text=expected).first.wait_for(timeout=5 * TIMEOUT_MS)
+            # about 20 s on a quiet machine; minutes on a loaded one (the imports dominate)
+            missing = _outputs_appear(outputs, seconds=240)
+            if missing is not None:
+                shown = _what_the_page_shows(page, tmp_path, "first-run.png", server_log)
+                warnings.warn(f"first Run All showed no {missing!r} within 240 s; {shown}", stacklevel=1)
+                _restart_and_run_all(page)
+                _wait_for_kernel(page)
+                missing = _outputs_appear(outputs, seconds=300)
+                assert missing is None, f"no {missing!r} after a restart either; " + _what_the_page_shows(
+                    page, tmp_path, "second-run.png", server_log
+                )
             device_line = outputs.filter(has_text="Device line: ").first.inner_text()
             assert device_line.split("Device line: ")[1].split()[0] in {"cpu", "cuda", "mps"}
             assert outputs.filter(has_text="All good: you are ready for the course.").count() == 1
@@ -194,7 +256,7 @@ def test_every_formula_renders_as_math_in_jupyterlab(lab, tmp_path):
     """Opens each notebook with math (no kernel needed) and counts MathJax's formulas against the $...$ of its
     Markdown; fails on Markdown inside math, and on TeX left in the prose as text (math Markdown ate)."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    base, token = lab
+    base, token, _ = lab
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
