@@ -8,10 +8,12 @@ from torch import nn
 
 from lora_teach.adapters import add_lora, lora_state_dict
 from lora_teach.studies import (
+    MixingResult,
     Run,
     VariantStudy,
     heldout_splits,
     mixed_model,
+    mixing_verdicts,
     rank_verdicts,
     variant_verdicts,
 )
@@ -99,3 +101,32 @@ def test_rank_verdicts_over_two_bases_say_depends_where_they_disagree():
 def test_verdicts_of_no_study_are_refused(verdicts):
     with pytest.raises(ValueError, match="at least one"):
         verdicts()
+
+
+def _mixing(val_first, test_first):
+    """A mixing result whose first half is better on the validation slice by val_first points, and on the
+    test slice by test_first points (three seeds)."""
+    names = ("base", "first half only", "second half only", "sum (1, 1)", "searched mix", "control")
+    accuracy = {name: [90.0, 91.0, 92.0] for name in names}
+    val = {name: [90.0, 91.0, 92.0] for name in names}
+    accuracy["first half only"] = [v + test_first for v in accuracy["second half only"]]
+    accuracy["searched mix"] = [92.0, 93.1, 93.9]  # about 2 above the second half on test
+    val["first half only"] = [v + val_first for v in val["second half only"]]
+    return MixingResult(accuracy, [(1.0, 1.0)] * 3, (0, 1, 2), val)
+
+
+@pytest.mark.parametrize(
+    ("val_first", "test_first", "chosen", "verdict"),
+    [(1.0, -5.0, "first", "higher"), (-1.0, 5.0, "second", "higher"), (1.0, 5.0, "first", "lower")],
+)
+def test_the_better_single_half_is_chosen_on_the_validation_slice(val_first, test_first, chosen, verdict):
+    result = _mixing(val_first, test_first)
+    assert result.better_single() == f"{chosen} half only"
+    # the searched mix against the half chosen on the validation slice, scored on the test slice
+    assert mixing_verdicts(result)["searched mix vs best single half"] == verdict
+
+
+def test_the_better_single_half_needs_validation_scores():
+    result = MixingResult({"first half only": [1.0]}, [(1.0, 0.0)], (0,))
+    with pytest.raises(ValueError, match="val_accuracy is empty"):
+        result.better_single()
