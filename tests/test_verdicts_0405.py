@@ -110,6 +110,26 @@ def test_nb05_compares_the_wrapper_with_the_shift_over_five_seeds():
     )
     assert "c chosen on the first half of the test images" in text
     assert "seed 0)" not in text  # no single-seed reading left
+    # both the loss and the 5-way accuracy are read on both base checkpoints; the closing sentence follows them
+    assert text.count("on base checkpoint 1") >= 3
+    if "5-way accuracy after the wrapper against the base's on the five digits depends on the data" in text:
+        assert "whether it rose depends on the base checkpoint" in text
+    assert "and here it rose" not in text and "this run gives no sign" not in text
+
+
+def test_nb05_states_a_set_up_verdict_only_where_both_base_checkpoints_give_it():
+    cell = cell_with(NB05, "pairs = [")
+    text = shown(cell)
+    lines = [line for line in text.splitlines() if line.startswith("- The")]
+    assert len(lines) == 3
+    for line in lines:
+        assert "on base checkpoint 0" in line and "on base checkpoint 1" in line
+        assert ("depends on the data" in line) == ("so no verdict is claimed" in line)
+    # the biases' effect is under a point and splits across the checkpoints: no verdict claimed for it
+    assert (
+        "trainable biases against the wrapper with frozen biases on test accuracy depends on the data" in text
+    )
+    assert "give another verdict, so read it as an effect" not in text  # the old hand-written hedge
 
 
 def test_nb05_uses_the_students_forward_only_when_it_passes_the_check():
