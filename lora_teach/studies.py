@@ -111,21 +111,47 @@ def mixed_model(
 @dataclass
 class MixingResult:
     """Accuracy (%) per variant, one value per seed, on the final test slice (``accuracy``) and on the
-    validation slice (``val_accuracy``), and the weights each seed chose on the validation slice."""
+    validation slice (``val_accuracy``), and the weights each seed chose on the validation slice. The other
+    way round: ``swapped_mix``, the mix whose weights were chosen on the test slice, scored on the validation
+    slice (``swapped_chosen`` its weights)."""
 
     accuracy: dict[str, list[float]]
     chosen: list[tuple[float, float]]
     seeds: tuple[int, ...]
     val_accuracy: dict[str, list[float]] = field(default_factory=dict)
+    swapped_mix: list[float] = field(default_factory=list)
+    swapped_chosen: list[tuple[float, float]] = field(default_factory=list)
 
-    def better_single(self) -> str:
-        """The single half-adapter with the higher mean accuracy on the validation slice (not the test slice
-        it is then compared on)."""
-        if not self.val_accuracy:
+    def better_single(self, on: str = "val") -> str:
+        """The single half-adapter with the higher mean accuracy on slice ``on`` ("val" or "test"), the slice
+        it is chosen on (and then compared on the other)."""
+        if on not in ("val", "test"):
+            raise ValueError(f'on must be "val" or "test", got {on!r}')
+        scores = self.val_accuracy if on == "val" else self.accuracy
+        if not scores:
             raise ValueError(
                 "val_accuracy is empty: run mixing_study, which fills it, to choose the better single"
             )
-        return max(("first half only", "second half only"), key=lambda k: np.mean(self.val_accuracy[k]))
+        return max(("first half only", "second half only"), key=lambda k: np.mean(scores[k]))
+
+    def mix_against(self, other: str) -> list[tuple[str, Comparison]]:
+        """The searched mix against ``other`` (a variant, or "better single"), paired over seeds, both ways
+        round: weights (and the better single) chosen on the validation slice and scored on the test slice,
+        then chosen on the test slice and scored on the validation slice."""
+        if not self.swapped_mix:
+            raise ValueError("swapped_mix is empty: run mixing_study, which fills it, to compare both ways")
+        ways = []
+        for label, on, report, mix in [
+            ("chosen on the validation slice", "val", self.accuracy, self.accuracy["searched mix"]),
+            ("chosen on the test slice", "test", self.val_accuracy, self.swapped_mix),
+        ]:
+            name = self.better_single(on) if other == "better single" else other
+            if name not in report:
+                raise ValueError(
+                    f'other must be a variant of {sorted(report)} or "better single", got {other!r}'
+                )
+            ways.append((label, compare(mix, report[name], paired=True)))
+        return ways
 
 
 def mixing_study(
@@ -154,7 +180,7 @@ def mixing_study(
     variants = ("base", "first half only", "second half only", "sum (1, 1)", "searched mix", "control")
     accuracy: dict[str, list[float]] = {name: [] for name in variants}
     val_accuracy: dict[str, list[float]] = {name: [] for name in variants}
-    chosen = []
+    chosen, swapped_chosen, swapped_mix = [], [], []
     bar = tqdm(total=len(seeds), desc="mixing study", leave=False, disable=not progress)
     for seed in seeds:
         states = []
@@ -174,6 +200,10 @@ def mixing_study(
         val_acc = {w: accuracy_on(mixed_model(base, states, w), val) for w in _grid_pairs(grid)}
         best = max(val_acc, key=val_acc.get)  # first best in grid order: ties break the same way always
         chosen.append(best)
+        # the other way round: the weights chosen on the test slice, scored on the validation slice
+        test_acc = {w: accuracy_on(mixed_model(base, states, w), test) for w in _grid_pairs(grid)}
+        swapped_chosen.append(max(test_acc, key=test_acc.get))
+        swapped_mix.append(val_acc[swapped_chosen[-1]])
         for name, weights in [
             ("base", (0.0, 0.0)),
             ("first half only", (1.0, 0.0)),
@@ -189,22 +219,22 @@ def mixing_study(
         val_accuracy["control"].append(accuracy_on(control, val))
         bar.update()
     bar.close()
-    return MixingResult(accuracy, chosen, tuple(seeds), val_accuracy)
+    return MixingResult(accuracy, chosen, tuple(seeds), val_accuracy, swapped_mix, swapped_chosen)
 
 
 def _grid_pairs(grid: Sequence[float]) -> list[tuple[float, float]]:
     return [(float(a), float(b)) for a in grid for b in grid]
 
 
-def mixing_verdicts(result: MixingResult) -> dict[str, str]:
-    """The searched mix against the control, the better single half (chosen on the validation slice) and the
-    base, paired over seeds on the final test slice."""
-    acc = result.accuracy
-    singles = result.better_single()
+def mixing_verdicts(*results: MixingResult) -> dict[str, str]:
+    """The searched mix against the control, the better single half and the base, paired over seeds, each
+    asked both ways round (``MixingResult.mix_against``) in every result (e.g. one per base checkpoint): the
+    verdict all of them give, or "depends"."""
+    if not results:
+        raise ValueError("mixing_verdicts needs at least one MixingResult, got none")
     return {
-        "searched mix vs control": compare(acc["searched mix"], acc["control"], paired=True).verdict,
-        "searched mix vs best single half": compare(acc["searched mix"], acc[singles], paired=True).verdict,
-        "searched mix vs base": compare(acc["searched mix"], acc["base"], paired=True).verdict,
+        f"searched mix vs {label}": agreed_verdict([c for r in results for _, c in r.mix_against(other)])
+        for other, label in [("control", "control"), ("better single", "best single half"), ("base", "base")]
     }
 
 

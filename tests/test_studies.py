@@ -103,30 +103,58 @@ def test_verdicts_of_no_study_are_refused(verdicts):
         verdicts()
 
 
-def _mixing(val_first, test_first):
+def _mixing(val_first, test_first, swapped_mix=None):
     """A mixing result whose first half is better on the validation slice by val_first points, and on the
-    test slice by test_first points (three seeds)."""
+    test slice by test_first points (three seeds); the mix chosen on test scores ``swapped_mix`` on val."""
     names = ("base", "first half only", "second half only", "sum (1, 1)", "searched mix", "control")
     accuracy = {name: [90.0, 91.0, 92.0] for name in names}
     val = {name: [90.0, 91.0, 92.0] for name in names}
     accuracy["first half only"] = [v + test_first for v in accuracy["second half only"]]
     accuracy["searched mix"] = [92.0, 93.1, 93.9]  # about 2 above the second half on test
     val["first half only"] = [v + val_first for v in val["second half only"]]
-    return MixingResult(accuracy, [(1.0, 1.0)] * 3, (0, 1, 2), val)
+    swapped = [92.0, 93.1, 93.9] if swapped_mix is None else swapped_mix
+    return MixingResult(accuracy, [(1.0, 1.0)] * 3, (0, 1, 2), val, swapped, [(1.0, 1.0)] * 3)
 
 
 @pytest.mark.parametrize(
     ("val_first", "test_first", "chosen", "verdict"),
-    [(1.0, -5.0, "first", "higher"), (-1.0, 5.0, "second", "higher"), (1.0, 5.0, "first", "lower")],
+    [(1.0, -5.0, "first", "higher"), (-1.0, 5.0, "second", "higher"), (1.0, 5.0, "first", "depends")],
 )
-def test_the_better_single_half_is_chosen_on_the_validation_slice(val_first, test_first, chosen, verdict):
+def test_the_better_single_half_is_chosen_on_one_slice_and_compared_on_the_other(
+    val_first, test_first, chosen, verdict
+):
     result = _mixing(val_first, test_first)
     assert result.better_single() == f"{chosen} half only"
-    # the searched mix against the half chosen on the validation slice, scored on the test slice
+    (way_val, on_test), (way_test, on_val) = result.mix_against("better single")
+    assert way_val == "chosen on the validation slice" and way_test == "chosen on the test slice"
+    # chosen on val, scored on test: the mix (about 2 above the second half) against the half val chose
+    assert on_test.verdict == ("higher" if chosen == "second" or test_first < 0 else "lower")
+    # chosen on test, scored on val: the half test chose, against the swapped mix on val
+    test_choice = result.better_single(on="test")
+    assert test_choice == ("first half only" if test_first > 0 else "second half only")
     assert mixing_verdicts(result)["searched mix vs best single half"] == verdict
 
 
-def test_the_better_single_half_needs_validation_scores():
-    result = MixingResult({"first half only": [1.0]}, [(1.0, 0.0)], (0,))
+def test_a_verdict_the_two_ways_round_disagree_on_is_not_claimed():
+    agree = _mixing(1.0, -5.0)
+    assert mixing_verdicts(agree)["searched mix vs control"] == "higher"
+    disagree = _mixing(
+        1.0, -5.0, swapped_mix=[90.0, 91.0, 92.0]
+    )  # chosen on test, the mix equals the control
+    assert [c.verdict for _, c in disagree.mix_against("control")] == ["higher", "indistinguishable"]
+    assert mixing_verdicts(disagree)["searched mix vs control"] == "depends"
+    assert mixing_verdicts(agree, disagree)["searched mix vs control"] == "depends"  # over two results too
+
+
+def test_mixing_refuses_what_it_cannot_compare():
+    result = _mixing(1.0, -5.0)
+    with pytest.raises(ValueError, match="other must be a variant of"):
+        result.mix_against("controls")
+    with pytest.raises(ValueError, match='on must be "val" or "test"'):
+        result.better_single(on="train")
+    with pytest.raises(ValueError, match="swapped_mix is empty"):
+        MixingResult({"first half only": [1.0]}, [(1.0, 0.0)], (0,)).mix_against("base")
     with pytest.raises(ValueError, match="val_accuracy is empty"):
-        result.better_single()
+        MixingResult({}, [(1.0, 0.0)], (0,)).better_single()
+    with pytest.raises(ValueError, match="at least one MixingResult"):
+        mixing_verdicts()

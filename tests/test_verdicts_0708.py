@@ -62,7 +62,7 @@ def test_mixing_verdicts_are_the_same_at_one_and_two_threads(setting):
 
     one, two = at_threads(1, run), at_threads(2, run)
     assert mixing_verdicts(one) == mixing_verdicts(two)
-    assert one.chosen == two.chosen
+    assert one.chosen == two.chosen and one.swapped_chosen == two.swapped_chosen
 
 
 def test_variant_and_rank_verdicts_are_the_same_at_one_and_two_threads(setting):
@@ -96,3 +96,21 @@ def test_variant_and_rank_verdicts_are_the_same_at_one_and_two_threads(setting):
     assert study1.best_lr == study2.best_lr
     assert variant_verdicts(study1) == variant_verdicts(study2)
     assert rank_verdicts(sweep1) == rank_verdicts(sweep2)
+
+
+def test_nb07_states_a_mixing_verdict_only_where_all_four_ways_agree():
+    """07's mixing sentences are asked on two base checkpoints, each choosing on one slice and scoring on the
+    other, both ways round; a sentence with a verdict word gives all four ways' numbers."""
+    import nbformat
+
+    from tests.test_verdicts_0405 import ROOT, cell_with, shown
+
+    notebook = nbformat.read(ROOT / "notebooks" / "07_adapters_in_practice.ipynb", as_version=4)
+    cell = cell_with(notebook, "mixing_verdict = mixing_verdicts(mixing, mixing_1)")
+    lines = [line for line in shown(cell).splitlines() if line.startswith("- the searched mix")]
+    assert len(lines) == 3
+    for line in lines:
+        for k in (0, 1):
+            for way in ("chosen on the validation slice", "chosen on the test slice"):
+                assert f"on base checkpoint {k}, {way}" in line
+        assert ("depends on the data" in line) == ("so no verdict is claimed" in line)
