@@ -138,3 +138,20 @@ def test_verdicts_agree_with_the_notebook(verdicts_by_threads):
     assert verdicts["replay"] == "lower"
     assert verdicts["amplification: update vs random"] == "higher"
     assert verdicts["phi vs random"] == "higher"
+
+
+def test_nb06_reads_the_second_direction_from_phi_with_verdicts_on_both_checkpoints():
+    """The rank-2 adapter's second direction, 2 phi(2, 8) - phi(1, 8), is compared with the top one and with a
+    random direction on both base checkpoints; no fixed sentence says which directions are shared."""
+    import nbformat
+
+    path = Path(__file__).resolve().parent.parent / "notebooks" / "06_rank_alpha_forgetting.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    (cell,) = [c for c in notebook.cells if "versus_top = [" in c.source]
+    assert "Only the top direction is shared" not in cell.source
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in cell.outputs)
+    assert "2 phi(2, 8) - phi(1, 8)" in text
+    assert "The second direction's overlap" in text and "a random direction's" in text
+    assert (
+        text.count("on base checkpoint 1") >= 4
+    )  # the two i = 1 lines and the two second-direction verdicts
