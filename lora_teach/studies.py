@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -250,6 +250,7 @@ class Run:
     test_target: float
     test_others: float
     delta_norm: float | None = None
+    val_others: float = float("nan")
 
 
 @dataclass
@@ -259,6 +260,35 @@ class VariantStudy:
     runs: list[Run] = field(default_factory=list)
     best_lr: dict[str, float] = field(default_factory=dict)
     val_means: dict[tuple[str, float], float] = field(default_factory=dict)  # over ``seeds``, at selection
+    test_lr: dict[str, float] = field(default_factory=dict)  # chosen on the test slice (``both_ways``)
+    test_means: dict[tuple[str, float], float] = field(default_factory=dict)  # over ``seeds``, on test
+
+    def swapped(self) -> VariantStudy:
+        """The other way round: each method's rate chosen on the test slice, reported on the validation
+        slice (the two slices' scores trade places, so ``variant_comparisons`` reads validation scores)."""
+        if not self.test_lr:
+            raise ValueError(
+                "swapped needs a study run both ways round: call variant_study(..., both_ways=True)"
+            )
+        runs = [
+            replace(
+                run,
+                val_target=run.test_target,
+                test_target=run.val_target,
+                val_others=run.test_others,
+                test_others=run.val_others,
+            )
+            for run in self.runs
+        ]
+        return VariantStudy(
+            runs, dict(self.test_lr), dict(self.test_means), dict(self.best_lr), dict(self.val_means)
+        )
+
+    def at_edge(self, method: str) -> bool:
+        """Whether ``method``'s chosen rate is the smallest or the largest of its grid: the grid may not have
+        reached its best, so a verdict at that rate is provisional."""
+        grid = sorted(lr for name, lr in self.val_means if name == method)
+        return self.best_lr[method] in (grid[0], grid[-1])
 
     def at(self, method: str, lr: float | None = None) -> list[Run]:
         """The runs of ``method`` at ``lr`` (default: its best), in seed order."""
@@ -285,11 +315,14 @@ def variant_study(
     seeds: Sequence[int] = (0, 1, 2),
     extra_seeds: Sequence[int] = (),
     num_steps: int = 200,
+    both_ways: bool = False,
     progress: bool = True,
 ) -> VariantStudy:
     """Each method at each learning rate over ``seeds``; its best learning rate is the one with the
     highest mean accuracy on the ``target`` digits of ``val``; ``extra_seeds`` then run at that rate
     only. Reported: accuracy on the ``target`` and on the ``others`` digits of ``test``.
+    With ``both_ways`` a rate is also chosen on ``test`` (``test_lr``) and ``extra_seeds`` run there too,
+    so that ``study.swapped()`` reports it on ``val``; the grid runs serve both ways.
     """
     study = VariantStudy()
     total = len(methods) * (len(lrs) * len(seeds) + len(extra_seeds))
@@ -308,6 +341,7 @@ def variant_study(
                 accuracy_on(model, val, target),
                 accuracy_on(model, test, target),
                 accuracy_on(model, test, others),
+                val_others=accuracy_on(model, val, others),
             )
         )
         bar.update()
@@ -319,8 +353,16 @@ def variant_study(
         means = {lr: float(np.mean(study.values(name, "val_target", lr))) for lr in lrs}
         study.val_means.update({(name, lr): mean for lr, mean in means.items()})
         study.best_lr[name] = max(lrs, key=lambda lr: means[lr])  # first best in grid order on ties
-        for seed in extra_seeds:
-            one(name, study.best_lr[name], seed)
+        chosen = [study.best_lr[name]]
+        if both_ways:
+            means = {lr: float(np.mean(study.values(name, "test_target", lr))) for lr in lrs}
+            study.test_means.update({(name, lr): mean for lr, mean in means.items()})
+            study.test_lr[name] = max(lrs, key=lambda lr: means[lr])
+            chosen += [study.test_lr[name]] if study.test_lr[name] != study.best_lr[name] else []
+        bar.total += len(extra_seeds) * (len(chosen) - 1)
+        for lr in chosen:
+            for seed in extra_seeds:
+                one(name, lr, seed)
     bar.close()
     return study
 

@@ -77,6 +77,55 @@ def test_variant_verdicts_over_two_bases_claim_only_what_both_say():
     assert split == {"X vs LoRA, test_target": "depends", "X vs LoRA, test_others": "indistinguishable"}
 
 
+def slices_disagree_study() -> VariantStudy:
+    """LoRA and X over a grid of two rates; validation prefers 1e-3 for both, the test slice prefers 1e-2
+    for X. At X's 1e-2 X is far better than LoRA on the validation slice, at 1e-3 no better on test."""
+    study = VariantStudy()
+    for seed in range(3):
+        for name, lr, val, test in [
+            ("LoRA", 1e-3, 90.0, 90.0),
+            ("LoRA", 1e-2, 80.0, 80.0),
+            ("X", 1e-3, 91.0, 90.0 + seed % 2),
+            ("X", 1e-2, 99.0 + 0.1 * seed, 95.0),
+        ]:
+            study.runs.append(Run(name, lr, seed, 1, val, test, 50.0, val_others=60.0 + seed))
+    for name in ("LoRA", "X"):
+        for lr in (1e-3, 1e-2):
+            study.val_means[name, lr] = sum(study.values(name, "val_target", lr)) / 3
+            study.test_means[name, lr] = sum(study.values(name, "test_target", lr)) / 3
+    study.best_lr = {"LoRA": 1e-3, "X": 1e-3}
+    study.test_lr = {"LoRA": 1e-3, "X": 1e-2}
+    return study
+
+
+def test_swapped_chooses_on_the_test_slice_and_reports_the_validation_slice():
+    study = slices_disagree_study()
+    other = study.swapped()
+    assert other.best_lr == {"LoRA": 1e-3, "X": 1e-2} and other.test_lr == study.best_lr
+    assert other.values("X", "test_target") == [99.0, 99.1, 99.2]  # validation scores at the test-chosen rate
+    assert other.values("X", "test_others") == [60.0, 61.0, 62.0]
+    assert other.swapped() == study
+    assert variant_verdicts(study) == {
+        "X vs LoRA, test_target": "indistinguishable",
+        "X vs LoRA, test_others": "indistinguishable",
+    }
+    assert variant_verdicts(other)["X vs LoRA, test_target"] == "higher"
+    assert variant_verdicts(study, other)["X vs LoRA, test_target"] == "depends"
+
+
+def test_swapped_is_refused_for_a_study_chosen_one_way_only():
+    with pytest.raises(ValueError, match="both_ways=True"):
+        two_method_study([95.0, 96.0, 97.1]).swapped()
+
+
+def test_at_edge_says_whether_the_chosen_rate_is_an_end_of_its_grid():
+    study = slices_disagree_study()
+    study.val_means["X", 3e-3] = 0.0  # a three-rate grid for X: 1e-3 < 3e-3 < 1e-2
+    study.best_lr["X"] = 3e-3
+    assert study.at_edge("LoRA") and not study.at_edge("X")
+    assert study.swapped().at_edge("X")  # 1e-2, chosen on the test slice
+
+
 def rank_study(shrink: float) -> VariantStudy:
     """A rank sweep whose ||ΔW|| at r = 8 is ``shrink`` below r = 1 for both rules (seed noise 0.01)."""
     study = VariantStudy()

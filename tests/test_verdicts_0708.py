@@ -87,14 +87,19 @@ def test_variant_and_rank_verdicts_are_the_same_at_one_and_two_threads(setting):
             OTHER_DIGITS,
             lrs=(3e-4, 3e-3),
             seeds=(0, 1, 2),
+            extra_seeds=(3,),
+            both_ways=True,
             **FAST,
         )
         sweep = rank_sweep(base, weak, test, WEAK_DIGITS, OTHER_DIGITS, ranks=(1, 8), seeds=(0, 1, 2), **FAST)
         return study, sweep
 
     (study1, sweep1), (study2, sweep2) = at_threads(1, run), at_threads(2, run)
-    assert study1.best_lr == study2.best_lr
-    assert variant_verdicts(study1) == variant_verdicts(study2)
+    assert study1.best_lr == study2.best_lr and study1.test_lr == study2.test_lr
+    assert variant_verdicts(study1, study1.swapped()) == variant_verdicts(study2, study2.swapped())
+    for name in methods:  # both ways round, four seeds at the chosen rate: the grid's three and the extra one
+        assert [run.seed for run in study1.at(name)] == [0, 1, 2, 3]
+        assert [run.seed for run in study1.swapped().at(name)] == [0, 1, 2, 3]
     assert rank_verdicts(sweep1) == rank_verdicts(sweep2)
 
 
