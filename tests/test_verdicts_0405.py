@@ -169,3 +169,13 @@ def test_a_wrong_lora_linear_forward_gets_the_package_class(tmp_path):
     ).execute(env=env)
     printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert "does not pass" in printed
+
+
+def test_nb04_draws_no_shift_cost_verdict_from_one_base():
+    """LoRA's loss on the other digits against the shift's at equal gain is a verdict only where every base can be
+    compared; on base seed 1 most LoRA seeds gain beyond the shift's cap, so the sentence claims nothing."""
+    cell = cell_with(NB04, "def reading_lines(seed, reading):")
+    text = shown(cell)
+    assert "more than the shift does" not in text and "less than the shift does" not in text
+    if "beyond the shift's cap" in text or "gain more on the five than any shift" in text:
+        assert "no verdict is drawn from this base alone" in text
