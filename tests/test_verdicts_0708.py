@@ -119,3 +119,21 @@ def test_nb07_states_a_mixing_verdict_only_where_all_four_ways_agree():
             for way in ("chosen on the validation slice", "chosen on the test slice"):
                 assert f"on base checkpoint {k}, {way}" in line
         assert ("depends on the data" in line) == ("so no verdict is claimed" in line)
+
+
+def test_nb07_compares_each_task_adapter_with_every_other_column_on_both_checkpoints():
+    """No 'best other column' chosen on the scores it is compared on: the own adapter meets every column, on both
+    base checkpoints, and a verdict is stated only where all those comparisons give it."""
+    import nbformat
+
+    from tests.test_verdicts_0405 import ROOT, cell_with, shown
+
+    notebook = nbformat.read(ROOT / "notebooks" / "07_adapters_in_practice.ipynb", as_version=4)
+    cell = cell_with(notebook, "own_adapter_verdicts = {}")
+    assert "max(others" not in cell.source and "scores_1" in cell.source
+    lines = [line for line in shown(cell).splitlines() if line.strip()]
+    assert len(lines) == 3
+    for line in lines:
+        assert (
+            "than every other column on both base checkpoints" in line or "so no verdict is claimed" in line
+        )
