@@ -197,11 +197,12 @@ def mixing_study(
         control = finetune(
             base, lora_adapt(2 * r, lora_alpha), train_data, seed=seed, num_steps=2 * num_steps, lr=lr
         )
+        # every grid pair scored on both slices; weights outside the grid are scored when first asked for
         val_acc = {w: accuracy_on(mixed_model(base, states, w), val) for w in _grid_pairs(grid)}
+        test_acc = {w: accuracy_on(mixed_model(base, states, w), test) for w in _grid_pairs(grid)}
         best = max(val_acc, key=val_acc.get)  # first best in grid order: ties break the same way always
         chosen.append(best)
         # the other way round: the weights chosen on the test slice, scored on the validation slice
-        test_acc = {w: accuracy_on(mixed_model(base, states, w), test) for w in _grid_pairs(grid)}
         swapped_chosen.append(max(test_acc, key=test_acc.get))
         swapped_mix.append(val_acc[swapped_chosen[-1]])
         for name, weights in [
@@ -211,10 +212,10 @@ def mixing_study(
             ("sum (1, 1)", (1.0, 1.0)),
             ("searched mix", best),
         ]:
-            accuracy[name].append(accuracy_on(mixed_model(base, states, weights), test))
-            if weights not in val_acc:  # a grid without 0 or 1
-                val_acc[weights] = accuracy_on(mixed_model(base, states, weights), val)
-            val_accuracy[name].append(val_acc[weights])
+            for scores, data, table in ((test_acc, test, accuracy), (val_acc, val, val_accuracy)):
+                if weights not in scores:  # a grid without 0 or 1
+                    scores[weights] = accuracy_on(mixed_model(base, states, weights), data)
+                table[name].append(scores[weights])
         accuracy["control"].append(accuracy_on(control, test))
         val_accuracy["control"].append(accuracy_on(control, val))
         bar.update()
@@ -383,11 +384,8 @@ def variant_verdicts(*studies: VariantStudy, reference: str = "LoRA") -> dict[st
     studies (the same study on other base checkpoints), the verdict they all agree on, else "depends"."""
     if not studies:
         raise ValueError("variant_verdicts needs at least one VariantStudy, got none")
-    each = [variant_comparisons(study, reference) for study in studies]
-    return {
-        f"{name} vs {reference}, {what}": agreed_verdict([comparisons[name, what] for comparisons in each])
-        for name, what in each[0]
-    }
+    agreed = _agreed([variant_comparisons(study, reference) for study in studies])
+    return {f"{name} vs {reference}, {what}": verdict for (name, what), verdict in agreed.items()}
 
 
 def rank_sweep(
@@ -450,10 +448,10 @@ def rank_verdicts(*studies: VariantStudy, low: int = 1, high: int = 8) -> dict[s
     checkpoints), the verdict they all agree on, else "depends"."""
     if not studies:
         raise ValueError("rank_verdicts needs at least one rank sweep, got none")
-    each = [rank_comparisons(study, low, high) for study in studies]
-    return {
-        f"{rule} r={high} vs r={low}, {what}": agreed_verdict(
-            [comparisons[rule, what] for comparisons in each]
-        )
-        for rule, what in each[0]
-    }
+    agreed = _agreed([rank_comparisons(study, low, high) for study in studies])
+    return {f"{rule} r={high} vs r={low}, {what}": verdict for (rule, what), verdict in agreed.items()}
+
+
+def _agreed(each: Sequence[Mapping[tuple[str, str], Comparison]]) -> dict[tuple[str, str], str]:
+    """Key by key, the verdict every mapping of Comparisons gives (one mapping per study), else "depends"."""
+    return {key: agreed_verdict([comparisons[key] for comparisons in each]) for key in each[0]}
